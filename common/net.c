@@ -1,0 +1,178 @@
+/*
+ * net.c - wire frames over nng sockets (see net.h).
+ */
+#include <string.h>
+#include <stdlib.h>
+#include <stdio.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "err.h"
+#include "net.h"
+#include "util.h"
+#include "log.h"
+
+int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen)
+{
+	int rv;
+
+	if ((rv = nng_rep0_open_raw(s)) != 0) {
+		snprintf(why, whylen, "cannot open socket: %s", nng_strerror(rv));
+		return ERR_IO;
+	}
+	/* Replies may be held for a while (long polls, log relays): make
+	 * sure bursts of agents do not drop requests. */
+	nng_socket_set_int(*s, NNG_OPT_RECVBUF, 1024);
+	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, WIRE_HDR_LEN + WIRE_MAX_BODY);
+	if ((rv = nng_listen(*s, url, NULL, 0)) != 0) {
+		snprintf(why, whylen, "cannot listen on %s: %s", url, nng_strerror(rv));
+		nng_close(*s);
+		return ERR_IO;
+	}
+	return 0;
+}
+
+int net_dial_req(const char *url, int recv_timeout_ms, nng_socket *s, char *why, size_t whylen)
+{
+	int rv;
+
+	if ((rv = nng_req0_open(s)) != 0) {
+		snprintf(why, whylen, "cannot open socket: %s", nng_strerror(rv));
+		return ERR_IO;
+	}
+	nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, recv_timeout_ms);
+	nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, recv_timeout_ms);
+	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, WIRE_HDR_LEN + WIRE_MAX_BODY);
+	nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, 20);
+	nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, 500);
+	if ((rv = nng_dial(*s, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		snprintf(why, whylen, "cannot dial %s: %s", url, nng_strerror(rv));
+		nng_close(*s);
+		return ERR_IO;
+	}
+	return 0;
+}
+
+int net_recv_fd(nng_socket s, int *fd)
+{
+	return nng_socket_get_int(s, NNG_OPT_RECVFD, fd) == 0 ? 0 : ERR_IO;
+}
+
+static int msg_from_frame(uint16_t type, uint64_t seq, uint64_t sender, const cJSON *body,
+			  nng_msg **out)
+{
+	uint8_t *buf;
+	size_t len;
+	int rv;
+
+	if ((rv = wire_encode(type, seq, sender, body, &buf, &len)) != 0)
+		return rv;
+	if (nng_msg_alloc(out, 0) != 0 || nng_msg_append(*out, buf, len) != 0) {
+		free(buf);
+		fprintf(stderr, "out of memory\n");
+		abort();
+	}
+	free(buf);
+	return 0;
+}
+
+static int decode_msg(nng_msg *m, struct wire_hdr *h, cJSON **body, char *why, size_t whylen)
+{
+	return wire_decode(nng_msg_body(m), nng_msg_len(m), h, body, why, whylen);
+}
+
+int net_recv_raw(nng_socket s, struct net_peer *peer, struct wire_hdr *h, cJSON **body, char *why,
+		 size_t whylen)
+{
+	nng_msg *m;
+	int rv;
+
+	rv = nng_recvmsg(s, &m, NNG_FLAG_NONBLOCK);
+	if (rv == NNG_EAGAIN)
+		return ERR_TIMEDOUT;
+	if (rv != 0) {
+		snprintf(why, whylen, "receive: %s", nng_strerror(rv));
+		return ERR_IO;
+	}
+	peer->btlen = nng_msg_header_len(m);
+	if (peer->btlen > NET_BT_MAX) {
+		snprintf(why, whylen, "backtrace of %zu bytes", peer->btlen);
+		nng_msg_free(m);
+		return ERR_PROTO;
+	}
+	memcpy(peer->bt, nng_msg_header(m), peer->btlen);
+	rv = decode_msg(m, h, body, why, whylen);
+	nng_msg_free(m);
+	return rv;
+}
+
+int net_reply_raw(nng_socket s, const struct net_peer *peer, uint16_t type, uint64_t seq,
+		  uint64_t sender, const cJSON *body)
+{
+	nng_msg *m;
+	int rv;
+
+	if ((rv = msg_from_frame(type, seq, sender, body, &m)) != 0)
+		return rv;
+	if (nng_msg_header_append(m, peer->bt, peer->btlen) != 0) {
+		nng_msg_free(m);
+		return ERR_IO;
+	}
+	/* A raw rep send never blocks for long: if the peer has gone the
+	 * message is dropped, which is what we want. */
+	if ((rv = nng_sendmsg(s, m, NNG_FLAG_NONBLOCK)) != 0) {
+		nng_msg_free(m);
+		log_debug(LOG_SUB_WIRE, "reply dropped: %s", nng_strerror(rv));
+		return ERR_IO;
+	}
+	return 0;
+}
+
+int net_send(nng_socket s, uint16_t type, uint64_t seq, uint64_t sender, const cJSON *body,
+	     int flags)
+{
+	nng_msg *m;
+	int rv;
+
+	if ((rv = msg_from_frame(type, seq, sender, body, &m)) != 0)
+		return rv;
+	if ((rv = nng_sendmsg(s, m, flags)) != 0) {
+		nng_msg_free(m);
+		return rv == NNG_ETIMEDOUT || rv == NNG_EAGAIN ? ERR_TIMEDOUT : ERR_IO;
+	}
+	return 0;
+}
+
+int net_recv(nng_socket s, struct wire_hdr *h, cJSON **body, int flags, char *why, size_t whylen)
+{
+	nng_msg *m;
+	int rv;
+
+	rv = nng_recvmsg(s, &m, flags);
+	/* ESTATE: no request in flight, so no reply can come. */
+	if (rv == NNG_ETIMEDOUT || rv == NNG_EAGAIN || rv == NNG_ESTATE) {
+		snprintf(why, whylen, "no answer");
+		return ERR_TIMEDOUT;
+	}
+	if (rv != 0) {
+		snprintf(why, whylen, "receive: %s", nng_strerror(rv));
+		return ERR_IO;
+	}
+	rv = decode_msg(m, h, body, why, whylen);
+	nng_msg_free(m);
+	return rv;
+}
+
+int net_call(nng_socket s, uint16_t type, uint64_t seq, uint64_t sender, const cJSON *body,
+	     struct wire_hdr *rh, cJSON **rbody, char *why, size_t whylen)
+{
+	int rv;
+
+	if ((rv = net_send(s, type, seq, sender, body, 0)) != 0) {
+		snprintf(why, whylen, "send: %s", err_str(rv));
+		return rv;
+	}
+	return net_recv(s, rh, rbody, 0, why, whylen);
+}

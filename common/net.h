@@ -1,0 +1,60 @@
+/*
+ * net.h - wire frames over nng sockets.
+ *
+ * The master listens with rep sockets in raw mode: a request's backtrace
+ * (nng's message header) is kept in a struct net_peer so that the reply can
+ * be sent later, from the master's one thread, after the store has recorded
+ * what the request changed (and, for long polls, when there is something to
+ * say).  mlctl and the agent use ordinary (cooked) req sockets.
+ */
+#ifndef MLSCHED_NET_H
+#define MLSCHED_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <nng/nng.h>
+#include <cjson/cJSON.h>
+
+#include "wire.h"
+
+#define NET_BT_MAX 64 /* bytes of nng backtrace we keep */
+
+/* Who to answer: the backtrace of one raw request. */
+struct net_peer {
+	uint8_t bt[NET_BT_MAX];
+	size_t btlen;
+};
+
+/* Open a raw rep socket listening on url.  0 or ERR_IO (why says). */
+int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen);
+/* Open a req socket dialing url (non-blocking dial: it reconnects by
+ * itself), with the given receive timeout.  0 or ERR_IO. */
+int net_dial_req(const char *url, int recv_timeout_ms, nng_socket *s, char *why, size_t whylen);
+/* The file descriptor that polls readable when a message can be received. */
+int net_recv_fd(nng_socket s, int *fd);
+
+/*
+ * Receive one frame from a raw socket without blocking.  Returns 0 with the
+ * peer, header and body (caller deletes body), ERR_TIMEDOUT when nothing is
+ * queued, ERR_PROTO for a frame that failed wire_decode (dropped, reason in
+ * why), ERR_IO otherwise.
+ */
+int net_recv_raw(nng_socket s, struct net_peer *peer, struct wire_hdr *h, cJSON **body, char *why,
+		 size_t whylen);
+/* Send a reply to peer on a raw socket.  0 or ERR_IO / ERR_TOOBIG. */
+int net_reply_raw(nng_socket s, const struct net_peer *peer, uint16_t type, uint64_t seq,
+		  uint64_t sender, const cJSON *body);
+
+/* Send a request on a cooked req socket (a new request cancels the one in
+ * flight).  flags: 0 or NNG_FLAG_NONBLOCK. */
+int net_send(nng_socket s, uint16_t type, uint64_t seq, uint64_t sender, const cJSON *body,
+	     int flags);
+/* Receive the reply on a cooked req socket.  flags as for net_send.
+ * ERR_TIMEDOUT when none came (or none is queued with NONBLOCK). */
+int net_recv(nng_socket s, struct wire_hdr *h, cJSON **body, int flags, char *why, size_t whylen);
+/* net_send then net_recv (blocking). */
+int net_call(nng_socket s, uint16_t type, uint64_t seq, uint64_t sender, const cJSON *body,
+	     struct wire_hdr *rh, cJSON **rbody, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,651 @@
+/*
+ * spec-test.c - job specs: the good examples parse to the right values, every
+ * bad example fails with exactly its message, and JSON round-trips.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "spec.h"
+#include "util.h"
+
+#ifndef SRCDIR
+#define SRCDIR "."
+#endif
+#define SPECDIR SRCDIR "/tests/data/specs"
+
+/* Parse a data file the way mlctl would, but name it by its base name so the
+ * expected messages below read like the real thing. */
+static int parse_data(const char *sub, const char *file, struct spec **out, char *err)
+{
+	char path[512];
+	char *text;
+	size_t len;
+	int rv;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", SPECDIR, sub, file);
+	rv = file_read(path, SPEC_MAX_BYTES, &text, &len);
+	if (rv < 0)
+		fail_msg("cannot read %s: %s", path, err_str(rv));
+	rv = spec_parse_yaml(file, text, len, out, err, SPEC_ERR_LEN);
+	free(text);
+	return rv;
+}
+
+static struct spec *parse_good(const char *file)
+{
+	char err[SPEC_ERR_LEN];
+	struct spec *s = NULL;
+
+	if (parse_data("good", file, &s, err) != 0)
+		fail_msg("%s: %s", file, err);
+	assert_non_null(s);
+	return s;
+}
+
+/* Parse YAML text held in the test; returns rv, message in err. */
+static int parse_text(const char *text, struct spec **out, char *err)
+{
+	return spec_parse_yaml("t.yaml", text, strlen(text), out, err, SPEC_ERR_LEN);
+}
+
+static void expect_yaml_error(const char *text, const char *msg)
+{
+	char err[SPEC_ERR_LEN];
+	struct spec *s = (struct spec *)1;
+
+	assert_int_equal(parse_text(text, &s, err), ERR_INVAL);
+	assert_null(s);
+	assert_string_equal(err, msg);
+}
+
+static void test_good_train(void **state)
+{
+	struct spec *s = parse_good("resnet50.yaml");
+
+	assert_string_equal(s->name, "resnet50");
+	assert_int_equal(s->kind, SPEC_TRAIN);
+	assert_string_equal(s->image, "/var/lib/mlsched/images/pytorch");
+	assert_int_equal(s->ncommand, 4);
+	assert_string_equal(s->command[0], "torchrun");
+	assert_string_equal(s->command[1], "train.py");
+	assert_string_equal(s->command[2], "--epochs");
+	assert_string_equal(s->command[3], "10");
+	assert_string_equal(s->workdir, "/work");
+	assert_int_equal(s->workers, 4);
+	assert_int_equal(spec_ntasks(s), 4);
+	assert_int_equal(s->res.gpus_milli, 2000);
+	assert_int_equal(s->res.gpu_mem, 40ull << 30);
+	assert_int_equal(s->res.mem, 32ull << 30);
+	assert_int_equal(s->res.cpu_milli, 8000);
+	assert_null(s->gpu_model);
+	assert_int_equal(s->priority, 50);
+	assert_int_equal(s->restart, RESTART_ON_FAILURE);
+	assert_int_equal(s->restart_max, 3);
+	assert_int_equal(s->nenv, 1);
+	assert_string_equal(s->env[0].key, "NCCL_DEBUG");
+	assert_string_equal(s->env[0].val, "INFO");
+	assert_null(s->policy);
+	assert_false(s->health.set);
+	assert_false(s->autoscale.set);
+	spec_free(s);
+}
+
+static void test_good_serve(void **state)
+{
+	struct spec *s = parse_good("bert-serve.yaml");
+
+	assert_string_equal(s->name, "bert-serve");
+	assert_int_equal(s->kind, SPEC_SERVE);
+	assert_int_equal(s->ncommand, 2);
+	assert_string_equal(s->command[1], "serve.py");
+	assert_int_equal(s->replicas, 3);
+	assert_int_equal(s->standby, 1);
+	assert_int_equal(spec_ntasks(s), 4);
+	assert_int_equal(s->res.gpus_milli, 1000);
+	assert_int_equal(s->res.gpu_mem, 0);
+	assert_int_equal(s->res.mem, 8ull << 30);
+	assert_int_equal(s->res.cpu_milli, 100);      /* default */
+	assert_int_equal(s->restart, RESTART_ALWAYS); /* serve default */
+	assert_int_equal(s->restart_max, 3);
+	assert_int_equal(s->nenv, 0);
+	assert_true(s->health.set);
+	assert_string_equal(s->health.http, "http://127.0.0.1:8080/healthz");
+	assert_null(s->health.exec);
+	assert_int_equal(s->health.interval_ms, 500);
+	assert_int_equal(s->health.timeout_ms, 300);
+	assert_int_equal(s->health.failures, 2);
+	assert_true(s->autoscale.set);
+	assert_int_equal(s->autoscale.min, 2);
+	assert_int_equal(s->autoscale.max, 8);
+	assert_int_equal(s->autoscale.target_gpu_util, 70);
+	assert_int_equal(s->autoscale.cooldown_ms, 30000);
+	spec_free(s);
+}
+
+static void test_good_batch(void **state)
+{
+	struct spec *s = parse_good("embed-batch.yaml");
+
+	assert_string_equal(s->name, "embed-batch.v2");
+	assert_int_equal(s->kind, SPEC_BATCH);
+	assert_string_equal(s->image, "oci:/var/lib/mlsched/oci/embed:latest");
+	/* A string command runs through the shell. */
+	assert_int_equal(s->ncommand, 3);
+	assert_string_equal(s->command[0], "/bin/sh");
+	assert_string_equal(s->command[1], "-c");
+	assert_string_equal(s->command[2], "python3 embed.py --shard $TASK_INDEX");
+	assert_string_equal(s->workdir, "/data");
+	assert_int_equal(s->array, 100);
+	assert_int_equal(s->parallelism, 10);
+	assert_int_equal(spec_ntasks(s), 100);
+	assert_int_equal(s->res.gpus_milli, 250);
+	assert_string_equal(s->gpu_model, "A100");
+	assert_int_equal(s->res.mem, 1536ull << 20);
+	assert_int_equal(s->res.cpu_milli, 500);
+	assert_int_equal(s->priority, -10);
+	assert_int_equal(s->restart, RESTART_NEVER);
+	assert_int_equal(s->nenv, 3);
+	assert_string_equal(s->env[0].key, "HF_HOME");
+	assert_string_equal(s->env[0].val, "/data/hf");
+	assert_string_equal(s->env[1].key, "BATCH_SIZE");
+	assert_string_equal(s->env[1].val, "64");
+	assert_string_equal(s->env[2].key, "EMPTY");
+	assert_string_equal(s->env[2].val, "");
+	assert_string_equal(s->policy, "spread");
+	spec_free(s);
+}
+
+static void test_good_defaults(void **state)
+{
+	struct spec *s = parse_good("minimal.yaml");
+
+	assert_int_equal(s->kind, SPEC_SERVE);
+	assert_string_equal(s->workdir, "/work");
+	assert_int_equal(s->replicas, 1);
+	assert_int_equal(s->standby, 0);
+	assert_int_equal(s->res.gpus_milli, 0);
+	assert_int_equal(s->res.mem, 128ull << 20);
+	assert_int_equal(s->res.cpu_milli, 100);
+	assert_int_equal(s->priority, 0);
+	assert_int_equal(s->restart, RESTART_ALWAYS);
+	assert_int_equal(s->restart_max, 3);
+	assert_true(s->health.set);
+	assert_null(s->health.http);
+	assert_int_equal(s->health.nexec, 1);
+	assert_string_equal(s->health.exec[0], "/bin/true");
+	assert_int_equal(s->health.interval_ms, 1000);
+	assert_int_equal(s->health.timeout_ms, 500);
+	assert_int_equal(s->health.failures, 3);
+	assert_false(s->autoscale.set);
+	spec_free(s);
+
+	/* Batch parallelism defaults to the array size; train restart to never;
+	 * YAML null means "not given"; autoscale alone sets replicas to min. */
+	assert_int_equal(parse_text("name: b\nkind: batch\nimage: /i\ncommand: [x]\narray: 7\n"
+				    "policy: ~\nworkdir:\n",
+				    &s, NULL),
+			 0);
+	assert_int_equal(s->parallelism, 7);
+	assert_int_equal(s->restart, RESTART_NEVER);
+	assert_null(s->policy);
+	assert_string_equal(s->workdir, "/work");
+	spec_free(s);
+	assert_int_equal(parse_text("name: a\nkind: serve\nimage: /i\ncommand: [x]\n"
+				    "autoscale: {min: 3, max: 5, target_gpu_util: 60}\n",
+				    &s, NULL),
+			 0);
+	assert_int_equal(s->replicas, 3);
+	assert_int_equal(s->autoscale.cooldown_ms, 30000);
+	spec_free(s);
+}
+
+/* Every file in bad/ with the one message it must produce. */
+static const struct {
+	const char *file, *msg;
+} bad[] = {
+    {"alias.yaml", "alias.yaml:4: aliases are not allowed"},
+    {"array-on-train.yaml", "array-on-train.yaml:5: array: only for kind batch"},
+    {"autoscale-max-below-min.yaml",
+     "autoscale-max-below-min.yaml:5: autoscale.max: must be at least min (4)"},
+    {"autoscale-no-target.yaml", "autoscale-no-target.yaml:5: autoscale.target_gpu_util: required"},
+    {"autoscale-on-batch.yaml", "autoscale-on-batch.yaml:5: autoscale: only for kind serve"},
+    {"bad-indent.yaml",
+     "bad-indent.yaml:3: YAML syntax error: mapping values are not allowed in this context"},
+    {"bad-kind.yaml", "bad-kind.yaml:2: kind: \"deploy\" is not train, serve or batch"},
+    {"bad-name.yaml", "bad-name.yaml:1: name: \"ResNet50\" is not a valid job name "
+		      "([a-z0-9][a-z0-9._-]*, at most 63)"},
+    {"bad-size.yaml", "bad-size.yaml:7: resources.memory: \"12Q\" is not a size"},
+    {"command-empty.yaml", "command-empty.yaml:4: command: must not be empty"},
+    {"command-mapping.yaml", "command-mapping.yaml:4: command: expected a list or a string"},
+    {"command-nested.yaml", "command-nested.yaml:4: command[1]: expected a scalar"},
+    {"complex-key.yaml", "complex-key.yaml:5: keys must be scalars"},
+    {"cpus-not-number.yaml", "cpus-not-number.yaml:5: resources.cpus: \"lots\" is not a number"},
+    {"duplicate-env.yaml", "duplicate-env.yaml:7: env.A: duplicate field"},
+    {"duplicate-key.yaml", "duplicate-key.yaml:5: name: duplicate field"},
+    {"empty.yaml", "empty.yaml: the spec is empty"},
+    {"env-bad-name.yaml", "env-bad-name.yaml:5: env: \"1BAD\" is not a valid variable name"},
+    {"env-list.yaml", "env-list.yaml:5: env: expected a mapping"},
+    {"gpus-share.yaml", "gpus-share.yaml:5: resources.gpus: a share must be below 1"},
+    {"gpus-too-many.yaml", "gpus-too-many.yaml:5: resources.gpus: more than 64 GPUs"},
+    {"health-bad-duration.yaml", "health-bad-duration.yaml:7: health.interval: \"5\" is not a "
+				 "duration"},
+    {"health-bad-url.yaml",
+     "health-bad-url.yaml:5: health.http: \"https://127.0.0.1/\" is not an http:// URL"},
+    {"health-both.yaml", "health-both.yaml:5: health: needs exactly one of http or exec"},
+    {"health-on-train.yaml", "health-on-train.yaml:5: health: only for kind serve"},
+    {"long-name.yaml", "long-name.yaml:1: name: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		       "aaaaaaaaaaaaaaaaa\" is not a valid job name ([a-z0-9][a-z0-9._-]*, "
+		       "at most 63)"},
+    {"memory-mapping.yaml", "memory-mapping.yaml:6: resources.memory: expected a scalar"},
+    {"memory-zero.yaml", "memory-zero.yaml:5: resources.memory: must be at least 1"},
+    {"missing-command.yaml", "missing-command.yaml: command: required"},
+    {"missing-image.yaml", "missing-image.yaml: image: required"},
+    {"missing-name.yaml", "missing-name.yaml: name: required"},
+    {"negative-workers.yaml", "negative-workers.yaml:5: workers: must be at least 1"},
+    {"parallelism-over-array.yaml",
+     "parallelism-over-array.yaml:6: parallelism: must be at most array (4)"},
+    {"priority-range.yaml", "priority-range.yaml:5: priority: must be at most 1000"},
+    {"relative-image.yaml", "relative-image.yaml:3: image: \"images/pytorch\" must be an "
+			    "absolute path or oci:LAYOUT:TAG"},
+    {"relative-workdir.yaml", "relative-workdir.yaml:5: workdir: \"work\" must be an absolute "
+			      "path"},
+    {"replicas-on-train.yaml", "replicas-on-train.yaml:5: replicas: only for kind serve"},
+    {"replicas-outside-autoscale.yaml",
+     "replicas-outside-autoscale.yaml:5: replicas: must be within autoscale 1..4"},
+    {"restart-policy.yaml", "restart-policy.yaml:5: restart.policy: \"sometimes\" is not never, "
+			    "on-failure or always"},
+    {"restart-scalar.yaml", "restart-scalar.yaml:5: restart: expected a mapping"},
+    {"serve-too-many-tasks.yaml", "serve-too-many-tasks.yaml:5: replicas: 9000 replicas + 1001 "
+				  "standby is more than 10000 tasks"},
+    {"syntax-error.yaml",
+     "syntax-error.yaml:4: YAML syntax error: did not find expected ',' or ']'"},
+    {"too-many-tasks.yaml", "too-many-tasks.yaml:5: workers: 10001 tasks is more than 10000"},
+    {"top-list.yaml", "top-list.yaml:1: expected a mapping at the top level"},
+    {"top-scalar.yaml", "top-scalar.yaml:1: expected a mapping at the top level"},
+    {"two-documents.yaml", "two-documents.yaml:5: only one YAML document is allowed"},
+    {"unknown-field.yaml", "unknown-field.yaml:3: imgae: unknown field"},
+    {"unknown-nested.yaml", "unknown-nested.yaml:5: resources.gpu: unknown field"},
+    {"workers-not-int.yaml", "workers-not-int.yaml:5: workers: \"four\" is not an integer"},
+    {"workers-on-serve.yaml", "workers-on-serve.yaml:5: workers: only for kind train"},
+    {"zero-workers.yaml", "zero-workers.yaml:5: workers: must be at least 1"},
+};
+#define NBAD (sizeof(bad) / sizeof(bad[0]))
+
+static void test_bad_files(void **state)
+{
+	for (size_t i = 0; i < NBAD; i++) {
+		char err[SPEC_ERR_LEN];
+		struct spec *s = (struct spec *)1;
+		int rv = parse_data("bad", bad[i].file, &s, err);
+
+		if (rv != ERR_INVAL)
+			fail_msg("%s: rv %d, want ERR_INVAL", bad[i].file, rv);
+		assert_null(s);
+		if (strcmp(err, bad[i].msg) != 0)
+			fail_msg("%s:\n  got  %s\n  want %s", bad[i].file, err, bad[i].msg);
+	}
+}
+
+/* The table and the folder must not drift apart: a bad file without an
+ * expected message would never be checked. */
+static void test_bad_files_all_listed(void **state)
+{
+	DIR *d = opendir(SPECDIR "/bad");
+	struct dirent *e;
+	size_t n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		size_t i;
+
+		if (e->d_name[0] == '.')
+			continue;
+		for (i = 0; i < NBAD; i++)
+			if (!strcmp(bad[i].file, e->d_name))
+				break;
+		if (i == NBAD) {
+			closedir(d);
+			fail_msg("bad/%s has no expected message", e->d_name);
+		}
+		n++;
+	}
+	closedir(d);
+	assert_int_equal(n, NBAD);
+}
+
+static void test_parse_file(void **state)
+{
+	char err[SPEC_ERR_LEN], want[SPEC_ERR_LEN];
+	struct spec *s = NULL;
+
+	assert_int_equal(spec_parse_file(SPECDIR "/good/resnet50.yaml", &s, err, sizeof(err)), 0);
+	assert_string_equal(s->name, "resnet50");
+	spec_free(s);
+
+	/* Messages name the path as given. */
+	assert_int_equal(spec_parse_file(SPECDIR "/bad/bad-size.yaml", &s, err, sizeof(err)),
+			 ERR_INVAL);
+	assert_null(s);
+	snprintf(want, sizeof(want), "%s",
+		 SPECDIR "/bad/bad-size.yaml:7: resources.memory: \"12Q\" "
+			 "is not a size");
+	assert_string_equal(err, want);
+
+	assert_int_equal(spec_parse_file(SPECDIR "/none.yaml", &s, err, sizeof(err)), ERR_NOENT);
+	assert_null(s);
+	assert_string_equal(err, SPECDIR "/none.yaml: cannot read: not found");
+
+	/* A file over the limit is refused while reading, not parsed. */
+	{
+		char tmp[] = "/tmp/spec-test-XXXXXX";
+		int fd = mkstemp(tmp);
+		char *big = xmalloc(SPEC_MAX_BYTES + 1);
+
+		assert_true(fd >= 0);
+		memset(big, '#', SPEC_MAX_BYTES + 1);
+		assert_int_equal(write(fd, big, SPEC_MAX_BYTES + 1), SPEC_MAX_BYTES + 1);
+		close(fd);
+		free(big);
+		assert_int_equal(spec_parse_file(tmp, &s, err, sizeof(err)), ERR_TOOBIG);
+		assert_null(s);
+		snprintf(want, sizeof(want), "%s: larger than 262144 bytes", tmp);
+		assert_string_equal(err, want);
+		unlink(tmp);
+	}
+}
+
+static void test_yaml_misc(void **state)
+{
+	char err[SPEC_ERR_LEN], *big, *p;
+	struct spec *s;
+	size_t n;
+
+	/* Limits on arguments and variables are exact. */
+	big = xmalloc(SPEC_MAX_BYTES + 16);
+	p = big + sprintf(big, "name: a\nkind: train\nimage: /i\ncommand: [");
+	for (n = 0; n < SPEC_MAX_ARGS; n++)
+		p += sprintf(p, "%sa%zu", n ? ", " : "", n);
+	strcpy(p, "]\n");
+	assert_int_equal(parse_text(big, &s, err), 0);
+	assert_int_equal(s->ncommand, SPEC_MAX_ARGS);
+	assert_string_equal(s->command[SPEC_MAX_ARGS - 1], "a255");
+	spec_free(s);
+	strcpy(p, ", x]\n");
+	expect_yaml_error(big, "t.yaml:4: command: more than 256 arguments");
+
+	p = big + sprintf(big, "name: a\nkind: train\nimage: /i\ncommand: [x]\nenv:\n");
+	for (n = 0; n < SPEC_MAX_ENV; n++)
+		p += sprintf(p, "  V%zu: %zu\n", n, n);
+	assert_int_equal(parse_text(big, &s, err), 0);
+	assert_int_equal(s->nenv, SPEC_MAX_ENV);
+	assert_string_equal(s->env[255].key, "V255");
+	assert_string_equal(s->env[255].val, "255");
+	spec_free(s);
+	strcpy(p, "  X: y\n");
+	expect_yaml_error(big, "t.yaml:6: env: more than 256 variables");
+
+	/* The byte limit is checked before any parsing. */
+	memset(big, '#', SPEC_MAX_BYTES + 1);
+	s = (struct spec *)1;
+	assert_int_equal(spec_parse_yaml("big.yaml", big, SPEC_MAX_BYTES + 1, &s, err, sizeof(err)),
+			 ERR_INVAL);
+	assert_null(s);
+	assert_string_equal(err, "big.yaml: larger than 262144 bytes");
+
+	/* Nesting far beyond any spec is refused before the tree is built. */
+	p = big + sprintf(big, "name: ");
+	for (n = 0; n < 1000; n++)
+		*p++ = '[';
+	for (n = 0; n < 1000; n++)
+		*p++ = ']';
+	strcpy(p, "\n");
+	expect_yaml_error(big, "t.yaml:1: nested too deeply");
+	free(big);
+
+	expect_yaml_error("name: \"a\\0b\"\nkind: train\nimage: /i\ncommand: [x]\n",
+			  "t.yaml:1: name: contains a NUL byte");
+	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: \"\"\n",
+			  "t.yaml:4: command: must not be empty");
+	expect_yaml_error(
+	    "name: a\nkind: train\nimage: /i\ncommand: [x]\nworkers: 99999999999999999999\n",
+	    "t.yaml:5: workers: \"99999999999999999999\" is too large");
+	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: [x]\nworkers: 4294967296\n",
+			  "t.yaml:5: workers: must be at most 4294967295");
+	expect_yaml_error("name: a\nkind: train\nimage: \"oci:\"\ncommand: [x]\n",
+			  "t.yaml:3: image: \"oci:\" must be an absolute path or oci:LAYOUT:TAG");
+	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: [x]\npolicy: \"\"\n",
+			  "t.yaml:5: policy: must not be empty");
+	expect_yaml_error("name: a\nkind: serve\nimage: /i\ncommand: [x]\nhealth: {failures: 2}\n",
+			  "t.yaml:5: health: needs exactly one of http or exec");
+	expect_yaml_error("name: a\nkind: serve\nimage: /i\ncommand: [x]\nname: b\n",
+			  "t.yaml:5: name: duplicate field");
+	/* A null value still counts for duplicates. */
+	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: [x]\npolicy:\npolicy: p\n",
+			  "t.yaml:6: policy: duplicate field");
+	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: [x]\n\"bad\\nkey\": 1\n",
+			  "t.yaml:5: \"bad?key\": unknown field");
+
+	/* A NULL or tiny error buffer is fine. */
+	s = (struct spec *)1;
+	assert_int_equal(spec_parse_yaml("t.yaml", "kind: x\n", 8, &s, NULL, 0), ERR_INVAL);
+	assert_null(s);
+	assert_int_equal(spec_parse_yaml("t.yaml", "kind: x\n", 8, &s, err, 5), ERR_INVAL);
+	assert_string_equal(err, "t.ya");
+}
+
+static char *to_text(const struct spec *s)
+{
+	cJSON *j = spec_to_json(s);
+	char *t;
+
+	assert_non_null(j);
+	t = cJSON_PrintUnformatted(j);
+	assert_non_null(t);
+	cJSON_Delete(j);
+	return t;
+}
+
+static void test_json_roundtrip(void **state)
+{
+	static const char *const good[] = {"resnet50.yaml", "bert-serve.yaml", "embed-batch.yaml",
+					   "minimal.yaml"};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		char err[SPEC_ERR_LEN];
+		struct spec *s = parse_good(good[i]), *s2 = NULL;
+		cJSON *j = spec_to_json(s);
+		char *t1, *t2;
+
+		if (spec_from_json(j, &s2, err, sizeof(err)) != 0)
+			fail_msg("%s: %s", good[i], err);
+		t1 = to_text(s);
+		t2 = to_text(s2);
+		assert_string_equal(t1, t2);
+		assert_int_equal(s2->kind, s->kind);
+		assert_int_equal(spec_ntasks(s2), spec_ntasks(s));
+		assert_int_equal(s2->res.mem, s->res.mem);
+		assert_int_equal(s2->res.gpu_mem, s->res.gpu_mem);
+		free(t1);
+		free(t2);
+		cJSON_Delete(j);
+		spec_free(s);
+		spec_free(s2);
+	}
+}
+
+/* The canonical JSON of resnet50.yaml, with one field changed by edit(), must
+ * fail with msg. */
+static void expect_json_error(void (*edit)(cJSON *), const char *msg)
+{
+	char err[SPEC_ERR_LEN];
+	struct spec *s = parse_good("resnet50.yaml"), *s2 = (struct spec *)1;
+	cJSON *j = spec_to_json(s);
+
+	edit(j);
+	assert_int_equal(spec_from_json(j, &s2, err, sizeof(err)), ERR_INVAL);
+	assert_null(s2);
+	assert_string_equal(err, msg);
+	cJSON_Delete(j);
+	spec_free(s);
+}
+
+static void workers_string(cJSON *j)
+{
+	cJSON_ReplaceItemInObject(j, "workers", cJSON_CreateString("4"));
+}
+
+static void memory_string(cJSON *j)
+{
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(j, "resources"), "memory",
+				  cJSON_CreateString("8G"));
+}
+
+static void name_number(cJSON *j)
+{
+	cJSON_ReplaceItemInObject(j, "name", cJSON_CreateNumber(5));
+}
+
+static void workers_fraction(cJSON *j)
+{
+	cJSON_ReplaceItemInObject(j, "workers", cJSON_CreateNumber(2.5));
+}
+
+static void gpus_share(cJSON *j)
+{
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(j, "resources"), "gpus_milli",
+				  cJSON_CreateNumber(1500));
+}
+
+static void add_replicas(cJSON *j)
+{
+	cJSON_AddNumberToObject(j, "replicas", 2);
+}
+
+static void add_unknown(cJSON *j)
+{
+	cJSON_AddStringToObject(j, "foo", "bar");
+}
+
+static void yaml_key(cJSON *j)
+{
+	cJSON_AddNumberToObject(cJSON_GetObjectItem(j, "resources"), "cpus", 2);
+}
+
+static void drop_image(cJSON *j)
+{
+	cJSON_DeleteItemFromObject(j, "image");
+}
+
+static void command_number(cJSON *j)
+{
+	cJSON_ReplaceItemInArray(cJSON_GetObjectItem(j, "command"), 0, cJSON_CreateNumber(1));
+}
+
+static void env_bool(cJSON *j)
+{
+	cJSON_AddBoolToObject(cJSON_GetObjectItem(j, "env"), "FLAG", 1);
+}
+
+static void restart_array(cJSON *j)
+{
+	cJSON_ReplaceItemInObject(j, "restart", cJSON_CreateArray());
+}
+
+static void priority_huge(cJSON *j)
+{
+	cJSON_ReplaceItemInObject(j, "priority", cJSON_CreateNumber(1e300));
+}
+
+static void test_json_errors(void **state)
+{
+	char err[SPEC_ERR_LEN];
+	struct spec *s = (struct spec *)1;
+	cJSON *a = cJSON_CreateArray();
+
+	expect_json_error(workers_string, "spec: workers: expected a number");
+	expect_json_error(memory_string, "spec: resources.memory: expected a number");
+	expect_json_error(name_number, "spec: name: expected a string");
+	expect_json_error(workers_fraction, "spec: workers: 2.5 is not an integer in range");
+	expect_json_error(priority_huge, "spec: priority: 1e+300 is not an integer in range");
+	expect_json_error(gpus_share, "spec: resources.gpus_milli: a share must be below 1");
+	expect_json_error(add_replicas, "spec: replicas: only for kind serve");
+	expect_json_error(add_unknown, "spec: foo: unknown field");
+	expect_json_error(yaml_key, "spec: resources.cpus: unknown field");
+	expect_json_error(drop_image, "spec: image: required");
+	expect_json_error(command_number, "spec: command[0]: expected a string");
+	expect_json_error(env_bool, "spec: env.FLAG: expected a string");
+	expect_json_error(restart_array, "spec: restart: expected an object");
+
+	assert_int_equal(spec_from_json(a, &s, err, sizeof(err)), ERR_INVAL);
+	assert_null(s);
+	assert_string_equal(err, "spec: expected an object at the top level");
+	cJSON_Delete(a);
+}
+
+static void test_names_and_strings(void **state)
+{
+	char n63[64], n64[65];
+	struct spec s;
+
+	memset(n63, 'a', 63);
+	n63[63] = '\0';
+	memset(n64, 'a', 64);
+	n64[64] = '\0';
+	assert_true(spec_name_ok("a"));
+	assert_true(spec_name_ok("0job"));
+	assert_true(spec_name_ok("bert-serve.v2_1"));
+	assert_true(spec_name_ok(n63));
+	assert_false(spec_name_ok(n64));
+	assert_false(spec_name_ok(""));
+	assert_false(spec_name_ok(NULL));
+	assert_false(spec_name_ok("-job"));
+	assert_false(spec_name_ok(".job"));
+	assert_false(spec_name_ok("Job"));
+	assert_false(spec_name_ok("job name"));
+	assert_false(spec_name_ok("job/x"));
+
+	assert_string_equal(spec_kind_str(SPEC_TRAIN), "train");
+	assert_string_equal(spec_kind_str(SPEC_SERVE), "serve");
+	assert_string_equal(spec_kind_str(SPEC_BATCH), "batch");
+	assert_string_equal(spec_restart_str(RESTART_NEVER), "never");
+	assert_string_equal(spec_restart_str(RESTART_ON_FAILURE), "on-failure");
+	assert_string_equal(spec_restart_str(RESTART_ALWAYS), "always");
+
+	memset(&s, 0, sizeof(s));
+	s.kind = SPEC_SERVE;
+	s.replicas = UINT32_MAX;
+	s.standby = 2;
+	assert_int_equal(spec_ntasks(&s), UINT32_MAX); /* saturates */
+	spec_free(NULL);
+}
+
+int main(void)
+{
+	/* clang-format off */
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good_train),
+		cmocka_unit_test(test_good_serve),
+		cmocka_unit_test(test_good_batch),
+		cmocka_unit_test(test_good_defaults),
+		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_bad_files_all_listed),
+		cmocka_unit_test(test_parse_file),
+		cmocka_unit_test(test_yaml_misc),
+		cmocka_unit_test(test_json_roundtrip),
+		cmocka_unit_test(test_json_errors),
+		cmocka_unit_test(test_names_and_strings),
+	};
+	/* clang-format on */
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
