@@ -1,0 +1,227 @@
+/*
+ * gpu_nvml.c - GPU discovery and utilization through NVML.
+ *
+ * libnvidia-ml.so.1 is opened with dlopen at init, never linked, so one agent
+ * binary runs on nodes with and without the NVIDIA driver.  We declare the
+ * few NVML types we use ourselves (they are part of NVML's stable ABI) rather
+ * than build against nvml.h.
+ */
+#include "gpu/gpu.h"
+#include "err.h"
+#include "util.h"
+
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NVML_LIB "libnvidia-ml.so.1"
+
+typedef int nvml_ret;		/* nvmlReturn_t: 0 is NVML_SUCCESS */
+typedef struct nvml_dev *nvml_dev; /* nvmlDevice_t, opaque */
+#define NVML_SUCCESS 0
+#define NVML_ERROR_NOT_SUPPORTED 3
+
+struct nvml_memory { /* nvmlMemory_t */
+	unsigned long long total, free, used;
+};
+
+struct nvml_utilization { /* nvmlUtilization_t */
+	unsigned int gpu, memory;
+};
+
+struct nvml_ctx {
+	void *lib;
+	unsigned count;
+	nvml_ret (*init)(void);
+	nvml_ret (*shutdown)(void);
+	nvml_ret (*get_count)(unsigned *count);
+	nvml_ret (*get_handle)(unsigned index, nvml_dev *dev);
+	nvml_ret (*get_name)(nvml_dev dev, char *name, unsigned len);
+	nvml_ret (*get_memory)(nvml_dev dev, struct nvml_memory *mem);
+	nvml_ret (*get_uuid)(nvml_dev dev, char *uuid, unsigned len);
+	nvml_ret (*get_util)(nvml_dev dev, struct nvml_utilization *util);
+	const char *(*error_string)(nvml_ret r);
+};
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || whylen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
+static const char *nvml_err(const struct nvml_ctx *c, nvml_ret r)
+{
+	const char *s = c->error_string ? c->error_string(r) : NULL;
+
+	return s ? s : "unknown NVML error";
+}
+
+/* Look every symbol up; the names are NVML's own (the _v2 variants are the
+ * ones current drivers export). */
+static int nvml_syms(struct nvml_ctx *c, char *why, size_t whylen)
+{
+	const struct {
+		const char *name;
+		void **fn;
+	} syms[] = {
+		{"nvmlInit_v2", (void **)&c->init},
+		{"nvmlShutdown", (void **)&c->shutdown},
+		{"nvmlDeviceGetCount_v2", (void **)&c->get_count},
+		{"nvmlDeviceGetHandleByIndex_v2", (void **)&c->get_handle},
+		{"nvmlDeviceGetName", (void **)&c->get_name},
+		{"nvmlDeviceGetMemoryInfo", (void **)&c->get_memory},
+		{"nvmlDeviceGetUUID", (void **)&c->get_uuid},
+		{"nvmlDeviceGetUtilizationRates", (void **)&c->get_util},
+		{"nvmlErrorString", (void **)&c->error_string},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		*syms[i].fn = dlsym(c->lib, syms[i].name);
+		if (!*syms[i].fn) {
+			const char *e = dlerror();
+
+			set_why(why, whylen, "%s: no symbol %s: %s", NVML_LIB, syms[i].name,
+				e ? e : "not found");
+			/* A driver too old for us counts as no NVML. */
+			return ERR_NOENT;
+		}
+	}
+	return 0;
+}
+
+static int nvml_init(const char *arg, void **ctx, char *why, size_t whylen)
+{
+	struct nvml_ctx *c = xcalloc(1, sizeof(*c));
+	bool started = false;
+	nvml_ret r;
+	int rv;
+
+	*ctx = NULL;
+	if (why && whylen)
+		why[0] = '\0';
+	c->lib = dlopen(NVML_LIB, RTLD_NOW | RTLD_LOCAL);
+	if (!c->lib) {
+		const char *e = dlerror();
+
+		set_why(why, whylen, "cannot load %s (is the NVIDIA driver installed?): %s",
+			NVML_LIB, e ? e : "unknown error");
+		rv = ERR_NOENT;
+		goto out;
+	}
+	if ((rv = nvml_syms(c, why, whylen)) != 0)
+		goto out;
+	if ((r = c->init()) != NVML_SUCCESS) {
+		set_why(why, whylen, "nvmlInit: %s", nvml_err(c, r));
+		rv = ERR_SYS;
+		goto out;
+	}
+	started = true;
+	if ((r = c->get_count(&c->count)) != NVML_SUCCESS) {
+		set_why(why, whylen, "nvmlDeviceGetCount: %s", nvml_err(c, r));
+		rv = ERR_SYS;
+		goto out;
+	}
+	if (c->count > GPU_MAX) {
+		set_why(why, whylen, "%u GPUs found, at most %d supported", c->count, GPU_MAX);
+		rv = ERR_SYS;
+		goto out;
+	}
+	*ctx = c;
+	c = NULL;
+	rv = 0;
+out:
+	if (c) {
+		if (started)
+			c->shutdown();
+		if (c->lib)
+			dlclose(c->lib);
+		free(c);
+	}
+	return rv;
+}
+
+static int nvml_list(void *ctx, struct gpu_info *gpus, size_t *n)
+{
+	struct nvml_ctx *c = ctx;
+	unsigned i;
+
+	*n = 0;
+	for (i = 0; i < c->count; i++) {
+		struct gpu_info *g = &gpus[i];
+		struct nvml_memory mem;
+		nvml_dev dev;
+
+		memset(g, 0, sizeof(*g));
+		g->index = i;
+		if (c->get_handle(i, &dev) != NVML_SUCCESS ||
+		    c->get_name(dev, g->model, sizeof(g->model)) != NVML_SUCCESS ||
+		    c->get_uuid(dev, g->uuid, sizeof(g->uuid)) != NVML_SUCCESS ||
+		    c->get_memory(dev, &mem) != NVML_SUCCESS)
+			return ERR_SYS;
+		g->model[sizeof(g->model) - 1] = '\0';
+		g->uuid[sizeof(g->uuid) - 1] = '\0';
+		g->mem_total = mem.total;
+	}
+	*n = c->count;
+	return 0;
+}
+
+static int nvml_util(void *ctx, struct gpu_util *util, size_t *n)
+{
+	struct nvml_ctx *c = ctx;
+	unsigned i;
+
+	*n = 0;
+	for (i = 0; i < c->count; i++) {
+		struct nvml_utilization u = {0, 0};
+		struct nvml_memory mem = {0, 0, 0};
+		nvml_dev dev;
+		nvml_ret r;
+
+		if (c->get_handle(i, &dev) != NVML_SUCCESS)
+			return ERR_SYS;
+		/* Some devices (MIG parents, some vGPUs) cannot report
+		 * utilization: that reads as idle, any other failure is an
+		 * error. */
+		r = c->get_util(dev, &u);
+		if (r != NVML_SUCCESS && r != NVML_ERROR_NOT_SUPPORTED)
+			return ERR_SYS;
+		if (c->get_memory(dev, &mem) != NVML_SUCCESS)
+			return ERR_SYS;
+		util[i].index = i;
+		util[i].util_pct = u.gpu > 100 ? 100 : u.gpu;
+		util[i].mem_used = mem.used;
+	}
+	*n = c->count;
+	return 0;
+}
+
+static void nvml_fini(void *ctx)
+{
+	struct nvml_ctx *c = ctx;
+
+	if (!c)
+		return;
+	c->shutdown();
+	dlclose(c->lib);
+	free(c);
+}
+
+const struct gpu_ops gpu_nvml_ops = {
+	.name = "nvml",
+	.init = nvml_init,
+	.list = nvml_list,
+	.util = nvml_util,
+	.fini = nvml_fini,
+};
