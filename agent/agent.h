@@ -1,0 +1,67 @@
+/*
+ * agent.h - mlagent's state.  One thread owns all of it: the loop in main.c
+ * waits on the master socket, a signalfd (SIGCHLD, SIGTERM, SIGINT) and its
+ * timers.  The agent is a child subreaper, so every container's init process
+ * is reparented to it when runc exits, and its exit reaches our waitpid().
+ */
+#ifndef MLSCHED_AGENT_H
+#define MLSCHED_AGENT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <nng/nng.h>
+#include <cjson/cJSON.h>
+
+#include "gpu/gpu.h"
+#include "runc.h"
+#include "sysinfo.h"
+
+struct atask {
+	uint64_t job;
+	uint32_t idx;
+	char id[RUNC_ID_MAX];  /* runc container id */
+	char dir[PATH_MAX];    /* bundle folder */
+	char cgroup[256];
+	pid_t pid;             /* container init, on the host */
+	bool stopping;
+	bool killed;           /* SIGKILL sent */
+	uint64_t kill_at;      /* monotonic ms: SIGKILL if still running */
+	struct atask *next;
+};
+
+struct agent_cfg {
+	const char *master, *name, *state_dir, *gpus, *labels, *runc_bin, *runc_root;
+	uint64_t cpus_milli, memory, heartbeat_ms;
+	bool insecure;
+};
+
+struct agent {
+	struct agent_cfg cfg;
+	struct runc runc;
+	nng_socket sock;
+	char boot[40];
+	char master_boot[40];
+	uint64_t sender;
+	uint64_t seq;
+	uint64_t order_ack;    /* orders processed up to here */
+	uint64_t ev_seq;       /* last event number */
+	cJSON *events;         /* unacknowledged events */
+	struct atask *tasks;
+	uint64_t next_sync;    /* monotonic ms */
+	bool in_flight;        /* a SYNC awaits its reply */
+	uint64_t sent_at;
+	/* capacity */
+	const struct gpu_ops *gpu;
+	void *gpu_ctx;
+	struct gpu_info gpus[GPU_MAX];
+	size_t ngpus;
+	uint32_t cpu_milli;
+	uint64_t mem_total;
+	cJSON *labels;
+	struct cpu_sampler cpu;
+	char logs_dir[PATH_MAX], tasks_dir[PATH_MAX];
+};
+
+#endif

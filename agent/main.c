@@ -1,0 +1,734 @@
+/*
+ * main.c - mlagent: registers with the master, runs tasks through runc,
+ * reports their exits, utilization and logs (protocol: master/agents.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "agent.h"
+#include "err.h"
+#include "log.h"
+#include "net.h"
+#include "opt.h"
+#include "spec.h"
+#include "units.h"
+#include "util.h"
+#include "wire.h"
+
+#define LOG_CHUNK_MAX (64 * 1024)
+#define MAX_PENDING_EVENTS 100000
+
+/* ---- events to the master ---- */
+
+static cJSON *event_new(struct agent *a, const char *type, uint64_t job, uint32_t idx)
+{
+	cJSON *e = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(e, "seq", (double)++a->ev_seq);
+	cJSON_AddStringToObject(e, "type", type);
+	cJSON_AddNumberToObject(e, "job", (double)job);
+	cJSON_AddNumberToObject(e, "task", idx);
+	if (cJSON_GetArraySize(a->events) >= MAX_PENDING_EVENTS) {
+		/* The master has been away for very long: keep the newest. */
+		cJSON_Delete(cJSON_DetachItemFromArray(a->events, 0));
+		log_warn("event queue full: dropped the oldest event");
+	}
+	cJSON_AddItemToArray(a->events, e);
+	a->next_sync = 0; /* tell the master now */
+	return e;
+}
+
+static void events_acked(struct agent *a, uint64_t ack)
+{
+	cJSON *e = a->events->child;
+
+	while (e) {
+		cJSON *next = e->next;
+		cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "seq");
+		if (cJSON_IsNumber(s) && (uint64_t)s->valuedouble <= ack)
+			cJSON_Delete(cJSON_DetachItemViaPointer(a->events, e));
+		e = next;
+	}
+}
+
+/* ---- tasks ---- */
+
+static struct atask *task_find(struct agent *a, uint64_t job, uint32_t idx)
+{
+	for (struct atask *t = a->tasks; t; t = t->next)
+		if (t->job == job && t->idx == idx)
+			return t;
+	return NULL;
+}
+
+static char *log_path(struct agent *a, uint64_t job, uint32_t idx)
+{
+	return xasprintf("%s/%" PRIu64 "-%u.log", a->logs_dir, job, idx);
+}
+
+static void task_remove(struct agent *a, struct atask *t)
+{
+	struct atask **pp;
+	char why[RUNC_WHY_LEN];
+
+	if (runc_delete(&a->runc, t->id, true, why, sizeof(why)) != 0 && why[0])
+		log_warn("container=%s delete: %s", t->id, why);
+	rm_rf(t->dir);
+	for (pp = &a->tasks; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	free(t);
+}
+
+/* Build the environment: the order's, then the GPU variables. */
+static char **make_env(const cJSON *order, size_t *n)
+{
+	const cJSON *env = cJSON_GetObjectItemCaseSensitive(order, "env"), *e, *g;
+	const cJSON *gpus = cJSON_GetObjectItemCaseSensitive(order, "gpus");
+	size_t cap = (size_t)cJSON_GetArraySize(env) + 4, k = 0;
+	char **v = xcalloc(cap, sizeof(*v));
+	char list[512] = "";
+	uint64_t milli = 0;
+
+	cJSON_ArrayForEach(e, env)
+	{
+		if (cJSON_IsString(e))
+			v[k++] = xasprintf("%s=%s", e->string, e->valuestring);
+	}
+	cJSON_ArrayForEach(g, gpus)
+	{
+		size_t l = strlen(list);
+		snprintf(list + l, sizeof(list) - l, "%s%d", l ? "," : "", g->valueint);
+	}
+	v[k++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", list);
+	v[k++] = xasprintf("NVIDIA_VISIBLE_DEVICES=%s", list[0] ? list : "void");
+	wire_get_u64(order, "gpus_milli", 1000000, &milli);
+	if (milli > 0 && milli < 1000) {
+		char share[16];
+		units_format_milli((uint32_t)milli, share, sizeof(share));
+		v[k++] = xasprintf("MLSCHED_GPU_SHARE=%s", share);
+	}
+	*n = k;
+	return v;
+}
+
+static void start_task(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx)
+{
+	const char *image = NULL, *workdir = "/work";
+	const cJSON *cmd, *g;
+	struct bundle_opts bo = {0};
+	struct atask *t = xcalloc(1, sizeof(*t));
+	char why[RUNC_WHY_LEN] = "", *work = NULL, *tmp = NULL, *logp = NULL, **env = NULL;
+	const char **args = NULL;
+	uint32_t gpus[GPU_MAX];
+	size_t nenv = 0, nargs = 0, ngpus = 0;
+	uint64_t mem = 0, cpu = 0;
+	struct stat st;
+	int logfd = -1, rv;
+	cJSON *e;
+
+	t->job = job;
+	t->idx = idx;
+	snprintf(t->id, sizeof(t->id), "mls-%" PRIu64 "-%u", job, idx);
+	if (snprintf(t->dir, sizeof(t->dir), "%s/%s", a->tasks_dir, t->id) >= (int)sizeof(t->dir)) {
+		snprintf(why, sizeof(why), "--state-dir path too long");
+		goto fail;
+	}
+	snprintf(t->cgroup, sizeof(t->cgroup), "/mlsched/%s/%s", a->cfg.name, t->id);
+	wire_get_str(o, "image", PATH_MAX, &image);
+	wire_get_str(o, "workdir", PATH_MAX, &workdir);
+	wire_get_u64(o, "memory", UINT64_MAX >> 11, &mem);
+	wire_get_u64(o, "cpu_milli", UINT32_MAX, &cpu);
+	if (!image || image[0] != '/') {
+		snprintf(why, sizeof(why), "image \"%.300s\" is not an absolute rootfs folder",
+			 image ? image : "");
+		goto fail;
+	}
+	if (stat(image, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(why, sizeof(why), "image %.300s: no such folder on node %s", image,
+			 a->cfg.name);
+		goto fail;
+	}
+	if (wire_get_array(o, "command", SPEC_MAX_ARGS, &cmd) != 0 ||
+	    cJSON_GetArraySize(cmd) < 1) {
+		snprintf(why, sizeof(why), "start order without a command");
+		goto fail;
+	}
+	args = xcalloc((size_t)cJSON_GetArraySize(cmd), sizeof(*args));
+	cJSON_ArrayForEach(e, cmd)
+	{
+		if (!cJSON_IsString(e)) {
+			snprintf(why, sizeof(why), "command arguments must be strings");
+			goto fail;
+		}
+		args[nargs++] = e->valuestring;
+	}
+	cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(o, "gpus"))
+	{
+		if (ngpus < GPU_MAX && cJSON_IsNumber(g))
+			gpus[ngpus++] = (uint32_t)g->valuedouble;
+	}
+	env = make_env(o, &nenv);
+
+	/* A container of this id left by an earlier run would block runc. */
+	runc_delete(&a->runc, t->id, true, why, sizeof(why));
+	why[0] = '\0';
+	rm_rf(t->dir);
+	work = xasprintf("%s/work", t->dir);
+	tmp = xasprintf("%s/tmp", t->dir);
+	if (mkdir_p(work, 0755) != 0 || mkdir_p(tmp, 01777) != 0 || chmod(tmp, 01777) != 0) {
+		snprintf(why, sizeof(why), "cannot create %.300s: %s", t->dir, strerror(errno));
+		goto fail;
+	}
+	logp = log_path(a, job, idx);
+	if ((logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640)) < 0) {
+		snprintf(why, sizeof(why), "cannot open log %.300s: %s", logp, strerror(errno));
+		goto fail;
+	}
+	bo.rootfs = image;
+	bo.args = args;
+	bo.nargs = nargs;
+	bo.env = (const char *const *)env;
+	bo.nenv = nenv;
+	bo.cwd = workdir;
+	bo.work_host = work;
+	bo.tmp_host = tmp;
+	bo.hostname = t->id;
+	bo.cgroup_path = t->cgroup;
+	bo.mem_limit = mem;
+	bo.cpu_milli = (uint32_t)cpu;
+	bo.gpus = gpus;
+	bo.ngpus = ngpus;
+	bo.gpu_devices = a->gpu == &gpu_nvml_ops;
+	if ((rv = bundle_write(t->dir, &bo, why, sizeof(why))) != 0)
+		goto fail;
+	if ((rv = runc_run(&a->runc, t->id, t->dir, logfd, &t->pid, why, sizeof(why))) != 0)
+		goto fail;
+	t->next = a->tasks;
+	a->tasks = t;
+	t = NULL;
+	log_info("job=%" PRIu64 " task=%u container=%s started", job, idx, a->tasks->id);
+	event_new(a, "started", job, idx);
+	goto out;
+fail:
+	log_warn("job=%" PRIu64 " task=%u cannot start: %s", job, idx, why);
+	e = event_new(a, "failed", job, idx);
+	cJSON_AddStringToObject(e, "reason", why);
+	if (t) {
+		runc_delete(&a->runc, t->id, true, why, sizeof(why));
+		rm_rf(t->dir);
+	}
+out:
+	if (logfd >= 0)
+		close(logfd);
+	for (size_t i = 0; i < nenv; i++)
+		free(env[i]);
+	free(env);
+	free(args);
+	free(work);
+	free(tmp);
+	free(logp);
+	free(t);
+}
+
+static void stop_task(struct agent *a, uint64_t job, uint32_t idx, uint64_t grace)
+{
+	struct atask *t = task_find(a, job, idx);
+	char why[RUNC_WHY_LEN];
+	cJSON *e;
+
+	if (!t) {
+		e = event_new(a, "gone", job, idx);
+		cJSON_AddStringToObject(e, "reason", "not running on this node");
+		return;
+	}
+	if (t->stopping)
+		return;
+	t->stopping = true;
+	t->kill_at = now_ms() + grace;
+	log_info("job=%" PRIu64 " task=%u container=%s stopping (grace %" PRIu64 " ms)", job, idx,
+		 t->id, grace);
+	if (runc_kill(&a->runc, t->id, grace ? SIGTERM : SIGKILL, why, sizeof(why)) != 0)
+		log_warn("container=%s kill: %s", t->id, why);
+	t->killed = grace == 0;
+}
+
+static void send_log(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx)
+{
+	uint64_t req = 0, offset = 0, max = LOG_CHUNK_MAX;
+	char *path = log_path(a, job, idx), *b64 = NULL;
+	unsigned char *buf = NULL;
+	struct stat st;
+	ssize_t n = 0;
+	int fd = -1;
+	bool running = task_find(a, job, idx) != NULL; /* checked before reading */
+	cJSON *e;
+
+	wire_get_u64(o, "req", UINT64_MAX >> 11, &req);
+	wire_get_u64(o, "offset", UINT64_MAX >> 11, &offset);
+	wire_get_u64(o, "max", LOG_CHUNK_MAX, &max);
+	e = event_new(a, "log", job, idx);
+	cJSON_AddNumberToObject(e, "req", (double)req);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "no log for job %" PRIu64 " task %u on node %s: %s",
+			 job, idx, a->cfg.name, strerror(errno));
+		cJSON_AddStringToObject(e, "error", msg);
+		goto out;
+	}
+	buf = xmalloc(max ? max : 1);
+	if (offset < (uint64_t)st.st_size && max > 0) {
+		n = pread(fd, buf, max, (off_t)offset);
+		if (n < 0)
+			n = 0;
+	}
+	b64 = xmalloc(sodium_base64_ENCODED_LEN((size_t)n, sodium_base64_VARIANT_ORIGINAL));
+	sodium_bin2base64(b64, sodium_base64_ENCODED_LEN((size_t)n, sodium_base64_VARIANT_ORIGINAL),
+			  buf, (size_t)n, sodium_base64_VARIANT_ORIGINAL);
+	cJSON_AddStringToObject(e, "data", b64);
+	cJSON_AddNumberToObject(e, "offset", (double)(offset + (uint64_t)n));
+	cJSON_AddBoolToObject(e, "eof", offset + (uint64_t)n >= (uint64_t)st.st_size);
+	cJSON_AddBoolToObject(e, "running", running);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(b64);
+	free(path);
+}
+
+static void handle_orders(struct agent *a, const cJSON *body)
+{
+	const char *boot = "";
+	const cJSON *orders, *o;
+	uint64_t ack = 0;
+
+	wire_get_str(body, "boot", 39, &boot);
+	if (strcmp(boot, a->master_boot) != 0) {
+		/* A new master process: its order numbers start again. */
+		if (a->master_boot[0])
+			log_info("master restarted (boot %s)", boot);
+		strlcpy_ok(a->master_boot, boot, sizeof(a->master_boot));
+		a->order_ack = 0;
+	}
+	if (wire_get_u64(body, "ack", UINT64_MAX >> 11, &ack) == 0)
+		events_acked(a, ack);
+	if (wire_get_array(body, "orders", 100000, &orders) != 0)
+		return;
+	cJSON_ArrayForEach(o, orders)
+	{
+		const char *op = "";
+		uint64_t seq = 0, job = 0, idx = 0, grace = 10000;
+		if (wire_get_u64(o, "seq", UINT64_MAX >> 11, &seq) != 0 || seq <= a->order_ack)
+			continue;
+		a->order_ack = seq;
+		wire_get_str(o, "op", 16, &op);
+		if (wire_get_u64(o, "job", UINT64_MAX >> 11, &job) != 0 ||
+		    wire_get_u64(o, "task", SPEC_MAX_TASKS, &idx) != 0) {
+			log_warn("order %" PRIu64 " without job/task: ignored", seq);
+			continue;
+		}
+		if (strcmp(op, "start") == 0) {
+			if (!task_find(a, job, (uint32_t)idx))
+				start_task(a, o, job, (uint32_t)idx);
+		} else if (strcmp(op, "stop") == 0) {
+			wire_get_u64(o, "grace_ms", 3600000, &grace);
+			stop_task(a, job, (uint32_t)idx, grace);
+		} else if (strcmp(op, "log") == 0) {
+			send_log(a, o, job, (uint32_t)idx);
+		} else {
+			log_warn("order %" PRIu64 ": unknown op \"%s\": ignored", seq, op);
+		}
+	}
+	a->next_sync = 0; /* acknowledge at once */
+}
+
+/* ---- the SYNC message ---- */
+
+static cJSON *capacity_json(struct agent *a)
+{
+	cJSON *c = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(c, "gpus");
+
+	cJSON_AddNumberToObject(c, "cpu_milli", a->cpu_milli);
+	cJSON_AddNumberToObject(c, "memory", (double)a->mem_total);
+	for (size_t i = 0; i < a->ngpus; i++) {
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddNumberToObject(e, "index", a->gpus[i].index);
+		cJSON_AddNumberToObject(e, "memory", (double)a->gpus[i].mem_total);
+		cJSON_AddStringToObject(e, "model", a->gpus[i].model);
+		cJSON_AddItemToArray(g, e);
+	}
+	cJSON_AddItemToObject(c, "labels", cJSON_Duplicate(a->labels, 1));
+	return c;
+}
+
+static cJSON *util_json(struct agent *a)
+{
+	cJSON *u = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(u, "gpus");
+	struct gpu_util gu[GPU_MAX];
+	size_t n = GPU_MAX;
+
+	cJSON_AddNumberToObject(u, "cpu_pct", (int)(sysinfo_cpu_pct(&a->cpu) + 0.5));
+	cJSON_AddNumberToObject(u, "mem_used", (double)sysinfo_mem_used());
+	if (a->gpu && a->gpu->util(a->gpu_ctx, gu, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			cJSON *e = cJSON_CreateObject();
+			cJSON_AddNumberToObject(e, "index", gu[i].index);
+			cJSON_AddNumberToObject(e, "util_pct", gu[i].util_pct);
+			cJSON_AddNumberToObject(e, "mem_used", (double)gu[i].mem_used);
+			cJSON_AddItemToArray(g, e);
+		}
+	}
+	return u;
+}
+
+static void send_sync(struct agent *a)
+{
+	cJSON *b = cJSON_CreateObject(), *ts;
+	int rv;
+
+	cJSON_AddStringToObject(b, "node", a->cfg.name);
+	cJSON_AddStringToObject(b, "boot", a->boot);
+	cJSON_AddNumberToObject(b, "ack", (double)a->order_ack);
+	cJSON_AddItemToObject(b, "capacity", capacity_json(a));
+	cJSON_AddItemToObject(b, "util", util_json(a));
+	cJSON_AddItemToObject(b, "events", cJSON_Duplicate(a->events, 1));
+	ts = cJSON_AddArrayToObject(b, "tasks");
+	for (struct atask *t = a->tasks; t; t = t->next) {
+		cJSON *e = cJSON_CreateObject();
+		uint64_t cpu = 0, mem = 0;
+		cgroup_usage(t->cgroup, &cpu, &mem);
+		cJSON_AddNumberToObject(e, "job", (double)t->job);
+		cJSON_AddNumberToObject(e, "task", t->idx);
+		cJSON_AddStringToObject(e, "state", t->stopping ? "stopping" : "running");
+		cJSON_AddNumberToObject(e, "cpu_ns", (double)cpu);
+		cJSON_AddNumberToObject(e, "mem", (double)mem);
+		cJSON_AddItemToArray(ts, e);
+	}
+	rv = net_send(a->sock, WIRE_SYNC, ++a->seq, a->sender, b, NNG_FLAG_NONBLOCK);
+	if (rv != 0)
+		log_debug(LOG_SUB_WIRE, "sync not sent: %s", err_str(rv));
+	cJSON_Delete(b);
+	a->in_flight = rv == 0;
+	a->sent_at = now_ms();
+	a->next_sync = a->sent_at + a->cfg.heartbeat_ms;
+}
+
+/* ---- containers ending ---- */
+
+static void reap(struct agent *a)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct atask *t;
+		for (t = a->tasks; t; t = t->next)
+			if (t->pid == pid)
+				break;
+		if (!t)
+			continue; /* a grandchild we do not track */
+		cJSON *e = event_new(a, "exited", t->job, t->idx);
+		int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		cJSON_AddNumberToObject(e, "code", code);
+		cJSON_AddNumberToObject(e, "signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+		log_info("job=%" PRIu64 " task=%u container=%s exited code=%d", t->job, t->idx,
+			 t->id, code);
+		task_remove(a, t);
+	}
+}
+
+static void kill_overdue(struct agent *a)
+{
+	uint64_t now = now_ms();
+	char why[RUNC_WHY_LEN];
+
+	for (struct atask *t = a->tasks; t; t = t->next) {
+		if (!t->stopping || t->killed || now < t->kill_at)
+			continue;
+		t->killed = true;
+		log_info("container=%s still running after the grace period: SIGKILL", t->id);
+		if (runc_kill(&a->runc, t->id, SIGKILL, why, sizeof(why)) != 0)
+			log_warn("container=%s kill: %s", t->id, why);
+	}
+}
+
+/* Containers from an earlier agent process are not our children, so we
+ * cannot learn their exit codes: stop and remove them, and let the master
+ * see their tasks as lost. */
+static void clean_leftovers(struct agent *a)
+{
+	char **ids = NULL, why[RUNC_WHY_LEN];
+	size_t n = 0;
+
+	if (runc_list(&a->runc, &ids, &n, why, sizeof(why)) != 0) {
+		log_warn("runc list: %s", why);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		log_warn("container=%s left by an earlier agent: removing it", ids[i]);
+		runc_kill(&a->runc, ids[i], SIGKILL, why, sizeof(why));
+		runc_delete(&a->runc, ids[i], true, why, sizeof(why));
+	}
+	runc_ids_free(ids, n);
+}
+
+static void shutdown_tasks(struct agent *a)
+{
+	char why[RUNC_WHY_LEN];
+	uint64_t deadline;
+
+	for (struct atask *t = a->tasks; t; t = t->next)
+		runc_kill(&a->runc, t->id, SIGKILL, why, sizeof(why));
+	deadline = now_ms() + 2000;
+	while (a->tasks && now_ms() < deadline) {
+		reap(a);
+		usleep(10000);
+	}
+	while (a->tasks)
+		task_remove(a, a->tasks);
+	/* Best effort: tell the master how they ended. */
+	send_sync(a);
+	usleep(200000);
+}
+
+static int setup_gpus(struct agent *a)
+{
+	char why[256];
+	int rv;
+
+	if (a->cfg.gpus) {
+		a->gpu = &gpu_static_ops;
+		if ((rv = a->gpu->init(a->cfg.gpus, &a->gpu_ctx, why, sizeof(why))) != 0)
+			fatal("--gpus %s: %s", a->cfg.gpus, why);
+		log_info("GPUs: declared inventory %s", a->cfg.gpus);
+	} else {
+		a->gpu = &gpu_nvml_ops;
+		rv = a->gpu->init(NULL, &a->gpu_ctx, why, sizeof(why));
+		if (rv == ERR_NOENT) {
+			log_info("GPUs: none (NVML not available: %s); declare fake ones with --gpus",
+				 why);
+			a->gpu = NULL;
+			return 0;
+		}
+		if (rv != 0)
+			fatal("NVML: %s", why);
+	}
+	a->ngpus = GPU_MAX;
+	if ((rv = a->gpu->list(a->gpu_ctx, a->gpus, &a->ngpus)) != 0)
+		fatal("cannot list GPUs through %s: %s", a->gpu->name, err_str(rv));
+	for (size_t i = 0; i < a->ngpus; i++) {
+		char sz[32];
+		units_format_size(a->gpus[i].mem_total, sz, sizeof(sz));
+		log_info("GPU %u: %s, %s", a->gpus[i].index, a->gpus[i].model, sz);
+	}
+	return 0;
+}
+
+static void parse_labels(struct agent *a)
+{
+	char *copy, *tok, *save = NULL;
+
+	a->labels = cJSON_CreateObject();
+	if (!a->cfg.labels || !*a->cfg.labels)
+		return;
+	copy = xstrdup(a->cfg.labels);
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		if (!eq || eq == tok)
+			fatal("--labels: \"%s\" is not key=value", tok);
+		*eq = '\0';
+		cJSON_DeleteItemFromObjectCaseSensitive(a->labels, tok);
+		cJSON_AddStringToObject(a->labels, tok, eq + 1);
+	}
+	free(copy);
+}
+
+int main(int argc, char **argv)
+{
+	static struct agent a;
+	const char *level, *debug;
+	char err[512], hostname[64] = "", *runc_root = NULL;
+	uint8_t rnd[8];
+	int nargs, rv, sfd, nfd;
+	sigset_t sigs;
+	const struct opt tab[] = {
+		{"master", OPT_STR, "tcp://127.0.0.1:7071", "the master's agent URL",
+		 &a.cfg.master},
+		{"name", OPT_STR, NULL, "node name (default: the host name)", &a.cfg.name},
+		{"state-dir", OPT_STR, "/var/lib/mlsched/agent", "state folder (bundles, logs)",
+		 &a.cfg.state_dir},
+		{"gpus", OPT_STR, NULL, "declared GPUs, e.g. 4x80G:A100 (default: NVML)",
+		 &a.cfg.gpus},
+		{"labels", OPT_STR, NULL, "node labels, e.g. zone=a,pool=onprem", &a.cfg.labels},
+		{"cpus", OPT_UINT, NULL, "CPU millicores to offer (default: all online CPUs)",
+		 &a.cfg.cpus_milli},
+		{"memory", OPT_SIZE, NULL, "memory to offer (default: MemTotal)", &a.cfg.memory},
+		{"heartbeat", OPT_DUR, "1s", "heartbeat interval (at least 100ms)",
+		 &a.cfg.heartbeat_ms},
+		{"runc", OPT_STR, "runc", "runc binary", &a.cfg.runc_bin},
+		{"runc-root", OPT_STR, NULL, "runc --root (default STATE_DIR/runc)",
+		 &a.cfg.runc_root},
+		{"insecure", OPT_BOOL, NULL, "unsealed traffic (local development only)",
+		 &a.cfg.insecure},
+		{"log-level", OPT_STR, "info", "error, warn, info or debug", &level},
+		{"debug", OPT_STR, "all", "debug subsystems: sched,runc,store,wire or all", &debug},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	enum log_level lvl;
+	unsigned subs;
+
+	rv = opt_parse(tab, argc, argv, &nargs, "mlagent", "--insecure [OPTIONS]", err,
+		       sizeof(err));
+	if (rv == 1)
+		return 0;
+	if (rv != 0) {
+		fprintf(stderr, "mlagent: %s\n", err);
+		return 2;
+	}
+	if (nargs > 0) {
+		fprintf(stderr, "mlagent: unexpected argument \"%s\" (see mlagent --help)\n",
+			argv[0]);
+		return 2;
+	}
+	if (log_parse_level(level, &lvl) != 0 || log_parse_subs(debug, &subs) != 0) {
+		fprintf(stderr, "mlagent: bad --log-level or --debug value\n");
+		return 2;
+	}
+	if (!a.cfg.insecure) {
+		fprintf(stderr, "mlagent: sealed (encrypted) traffic is not available in this "
+				"version; pass --insecure to run on a trusted network\n");
+		return 2;
+	}
+	if (a.cfg.heartbeat_ms < 100) {
+		fprintf(stderr, "mlagent: --heartbeat must be at least 100ms\n");
+		return 2;
+	}
+	if (!a.cfg.name) {
+		gethostname(hostname, sizeof(hostname) - 1);
+		a.cfg.name = hostname;
+	}
+	if (!spec_name_ok(a.cfg.name)) {
+		fprintf(stderr,
+			"mlagent: node name \"%s\" must be lower-case letters, digits, '.', '_' "
+			"or '-' (set it with --name)\n",
+			a.cfg.name);
+		return 2;
+	}
+	log_init("mlagent", lvl, 2);
+	log_set_subs(subs);
+	if (sodium_init() < 0)
+		fatal("libsodium failed to initialise");
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+		fatal("prctl(PR_SET_CHILD_SUBREAPER): %s", strerror(errno));
+	snprintf(a.logs_dir, sizeof(a.logs_dir), "%s/logs", a.cfg.state_dir);
+	snprintf(a.tasks_dir, sizeof(a.tasks_dir), "%s/tasks", a.cfg.state_dir);
+	if (!a.cfg.runc_root)
+		a.cfg.runc_root = runc_root = xasprintf("%s/runc", a.cfg.state_dir);
+	if (mkdir_p(a.logs_dir, 0750) != 0 || mkdir_p(a.tasks_dir, 0750) != 0 ||
+	    mkdir_p(a.cfg.runc_root, 0700) != 0)
+		fatal("cannot create folders under %s: %s", a.cfg.state_dir, strerror(errno));
+	a.runc.bin = a.cfg.runc_bin;
+	a.runc.root = a.cfg.runc_root;
+	a.cpu_milli = a.cfg.cpus_milli ? (uint32_t)a.cfg.cpus_milli : sysinfo_cpu_milli();
+	a.mem_total = a.cfg.memory ? a.cfg.memory : sysinfo_mem_total();
+	parse_labels(&a);
+	setup_gpus(&a);
+	a.events = cJSON_CreateArray();
+	a.sender = wire_sender_id(a.cfg.name);
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(a.boot, sizeof(a.boot), rnd, sizeof(rnd));
+	clean_leftovers(&a);
+	sysinfo_cpu_pct(&a.cpu);
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+		fatal("signalfd: %s", strerror(errno));
+	if (net_dial_req(a.cfg.master, 1000, &a.sock, err, sizeof(err)) != 0)
+		fatal("%s", err);
+	/* Resend a request that got no reply after a master restart. */
+	nng_socket_set_ms(a.sock, NNG_OPT_REQ_RESENDTIME, (nng_duration)(a.cfg.heartbeat_ms * 3));
+	if (net_recv_fd(a.sock, &nfd) != 0)
+		fatal("cannot get the socket descriptor");
+	log_info("mlagent %s node=%s master=%s: %u millicores, %" PRIu64 " MiB, %zu GPUs",
+		 MLSCHED_VERSION, a.cfg.name, a.cfg.master, a.cpu_milli, a.mem_total >> 20,
+		 a.ngpus);
+
+	for (;;) {
+		uint64_t now = now_ms();
+		int timeout = a.next_sync > now ? (int)(a.next_sync - now) : 0;
+		for (struct atask *t = a.tasks; t; t = t->next)
+			if (t->stopping && !t->killed)
+				timeout = t->kill_at > now && (int)(t->kill_at - now) < timeout
+						  ? (int)(t->kill_at - now)
+						  : (t->kill_at <= now ? 0 : timeout);
+		struct pollfd p[2] = {{.fd = nfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+		if (poll(p, 2, timeout) < 0 && errno != EINTR)
+			fatal("poll: %s", strerror(errno));
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			bool quit = false;
+			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+				if (si.ssi_signo != SIGCHLD)
+					quit = true;
+			reap(&a);
+			if (quit) {
+				log_info("shutting down: stopping %s containers",
+					 a.tasks ? "its" : "no");
+				shutdown_tasks(&a);
+				break;
+			}
+		}
+		for (;;) {
+			struct wire_hdr h;
+			cJSON *body;
+			rv = net_recv(a.sock, &h, &body, NNG_FLAG_NONBLOCK, err, sizeof(err));
+			if (rv == ERR_TIMEDOUT)
+				break;
+			if (rv != 0) {
+				log_warn("master reply rejected: %s", err);
+				a.next_sync = 0;
+				break;
+			}
+			a.in_flight = false;
+			if (h.type == WIRE_ORDERS)
+				handle_orders(&a, body);
+			else
+				log_warn("unexpected %s message from the master", wire_type_str(h.type));
+			cJSON_Delete(body);
+		}
+		kill_overdue(&a);
+		if (now_ms() >= a.next_sync)
+			send_sync(&a);
+	}
+	nng_close(a.sock);
+	if (a.gpu)
+		a.gpu->fini(a.gpu_ctx);
+	cJSON_Delete(a.events);
+	cJSON_Delete(a.labels);
+	free(runc_root);
+	return 0;
+}
