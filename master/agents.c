@@ -1,0 +1,429 @@
+/*
+ * agents.c - agent sessions: registration, heartbeats, events and orders.
+ *
+ * Each agent keeps one SYNC request in flight (nng req).  The master answers
+ * at once when the request brought events to acknowledge or when orders are
+ * waiting; otherwise it holds the request (a long poll) and answers it as
+ * soon as an order for that node appears.  The agent sends a fresh SYNC at
+ * least every heartbeat interval, which supersedes the held one.
+ *
+ * Both directions carry sequence numbers and acknowledgements: orders stay
+ * queued until the agent acknowledges them, events are resent by the agent
+ * until the master acknowledges them.  Lost replies therefore only delay
+ * things.  Both sides handle a repeat idempotently (a start for a task the
+ * agent already runs is ignored; an event we already applied is skipped by
+ * its sequence number).  A "boot" id tells either side when the other one
+ * restarted, so that sequence numbers start again.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "master.h"
+#include "util.h"
+#include "wire.h"
+
+#define MAX_EVENTS 4096
+#define MAX_TASKS_LISTED 65536
+
+void agents_order(struct master *m, struct node *n, cJSON *order)
+{
+	cJSON_AddNumberToObject(order, "seq", (double)++n->order_seq);
+	cJSON_AddItemToArray(n->orders, order);
+}
+
+void agents_order_start(struct master *m, struct job *j, struct task *t)
+{
+	struct node *n = node_find(m, t->node);
+	const struct spec *s = j->spec;
+	cJSON *o, *a, *env;
+	char buf[64];
+
+	if (!n)
+		return;
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "op", "start");
+	cJSON_AddNumberToObject(o, "job", (double)j->id);
+	cJSON_AddNumberToObject(o, "task", t->idx);
+	cJSON_AddStringToObject(o, "name", s->name);
+	cJSON_AddStringToObject(o, "image", s->image);
+	cJSON_AddStringToObject(o, "workdir", s->workdir ? s->workdir : "/work");
+	a = cJSON_AddArrayToObject(o, "command");
+	for (size_t i = 0; i < s->ncommand; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(s->command[i]));
+	a = cJSON_AddArrayToObject(o, "gpus");
+	for (uint32_t i = 0; i < t->ngpus; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateNumber(n->res.gpus[t->gpu_pos[i]].index));
+	cJSON_AddNumberToObject(o, "gpus_milli", s->res.gpus_milli);
+	cJSON_AddNumberToObject(o, "memory", (double)s->res.mem);
+	cJSON_AddNumberToObject(o, "cpu_milli", s->res.cpu_milli);
+	env = cJSON_AddObjectToObject(o, "env");
+	for (size_t i = 0; i < s->nenv; i++)
+		cJSON_AddStringToObject(env, s->env[i].key, s->env[i].val);
+	snprintf(buf, sizeof(buf), "%" PRIu64, j->id);
+	cJSON_AddStringToObject(env, "MLSCHED_JOB_ID", buf);
+	cJSON_AddStringToObject(env, "MLSCHED_JOB_NAME", s->name);
+	snprintf(buf, sizeof(buf), "%u", t->idx);
+	cJSON_AddStringToObject(env, "MLSCHED_TASK_INDEX", buf);
+	snprintf(buf, sizeof(buf), "%u", j->ntasks);
+	cJSON_AddStringToObject(env, "MLSCHED_TASK_COUNT", buf);
+	cJSON_AddStringToObject(env, "MLSCHED_NODE", n->name);
+	agents_order(m, n, o);
+}
+
+void agents_order_stop(struct master *m, struct job *j, struct task *t)
+{
+	struct node *n = node_find(m, t->node);
+	cJSON *o;
+
+	t->stop_sent = true;
+	j->dirty = true;
+	if (!n || n->state != NODE_READY)
+		return; /* nothing to tell; the task ends when the node does */
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "op", "stop");
+	cJSON_AddNumberToObject(o, "job", (double)j->id);
+	cJSON_AddNumberToObject(o, "task", t->idx);
+	cJSON_AddNumberToObject(o, "grace_ms", (double)m->cfg.grace_ms);
+	agents_order(m, n, o);
+}
+
+static void reply_poll(struct master *m, struct node *n)
+{
+	cJSON *b = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(b, "ack", (double)n->event_acked);
+	cJSON_AddStringToObject(b, "boot", m->boot);
+	cJSON_AddItemToObject(b, "orders", cJSON_Duplicate(n->orders, 1));
+	out_reply(m, m->agents, &n->poll, WIRE_ORDERS, b);
+	n->poll_held = false;
+}
+
+/* Forget orders the agent has processed. */
+static void drop_acked(struct node *n, uint64_t ack)
+{
+	cJSON *o = n->orders->child;
+
+	while (o) {
+		cJSON *next = o->next;
+		cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
+		if (cJSON_IsNumber(seq) && (uint64_t)seq->valuedouble <= ack)
+			cJSON_Delete(cJSON_DetachItemViaPointer(n->orders, o));
+		o = next;
+	}
+	n->order_acked = ack;
+}
+
+static bool has_stop_order(struct node *n, uint64_t job, uint32_t task)
+{
+	cJSON *o;
+
+	cJSON_ArrayForEach(o, n->orders)
+	{
+		cJSON *op = cJSON_GetObjectItemCaseSensitive(o, "op");
+		cJSON *jj = cJSON_GetObjectItemCaseSensitive(o, "job");
+		cJSON *tt = cJSON_GetObjectItemCaseSensitive(o, "task");
+		if (cJSON_IsString(op) && strcmp(op->valuestring, "stop") == 0 &&
+		    cJSON_IsNumber(jj) && (uint64_t)jj->valuedouble == job && cJSON_IsNumber(tt) &&
+		    (uint32_t)tt->valuedouble == task)
+			return true;
+	}
+	return false;
+}
+
+static void update_capacity(struct node *n, const cJSON *cap)
+{
+	const cJSON *gpus, *g, *labels;
+	uint64_t v;
+	uint32_t i = 0;
+
+	if (wire_get_u64(cap, "cpu_milli", UINT32_MAX, &v) == 0 && v != n->res.cpu_total) {
+		n->res.cpu_total = (uint32_t)v;
+		n->dirty = true;
+	}
+	if (wire_get_u64(cap, "memory", UINT64_MAX >> 11, &v) == 0 && v != n->res.mem_total) {
+		n->res.mem_total = v;
+		n->dirty = true;
+	}
+	if (wire_get_array(cap, "gpus", RES_MAX_GPUS, &gpus) == 0) {
+		cJSON_ArrayForEach(g, gpus)
+		{
+			struct res_gpu *rg = &n->res.gpus[i];
+			const char *model = "";
+			uint64_t idx = 0, mem = 0;
+			wire_get_u64(g, "index", 1024, &idx);
+			wire_get_u64(g, "memory", UINT64_MAX >> 11, &mem);
+			wire_get_str(g, "model", RES_MODEL_LEN - 1, &model);
+			if (i >= n->res.ngpus || rg->index != idx || rg->mem != mem ||
+			    strcmp(rg->model, model) != 0) {
+				rg->index = (uint32_t)idx;
+				rg->mem = mem;
+				strlcpy_ok(rg->model, model, sizeof(rg->model));
+				n->dirty = true;
+			}
+			i++;
+		}
+		if (i != n->res.ngpus) {
+			n->res.ngpus = i;
+			n->dirty = true;
+		}
+	}
+	if (wire_get_object(cap, "labels", &labels) == 0 && !cJSON_Compare(labels, n->labels, 1)) {
+		cJSON_Delete(n->labels);
+		n->labels = cJSON_Duplicate(labels, 1);
+		n->dirty = true;
+	}
+}
+
+/* The job and task an event or listing names, if it is placed on n. */
+static struct task *lookup_task(struct master *m, struct node *n, const cJSON *e, struct job **jp)
+{
+	uint64_t jid, idx;
+	struct job *j;
+
+	if (wire_get_u64(e, "job", UINT64_MAX >> 11, &jid) != 0 ||
+	    wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx) != 0)
+		return NULL;
+	if (!(j = job_by_id(m, jid)) || idx >= j->ntasks)
+		return NULL;
+	if (strcmp(j->tasks[idx].node, n->name) != 0)
+		return NULL;
+	*jp = j;
+	return &j->tasks[idx];
+}
+
+static void apply_event(struct master *m, struct node *n, const cJSON *e)
+{
+	const char *type = "", *reason = "";
+	struct job *j = NULL;
+	struct task *t;
+	int64_t code = 0, sig = 0;
+	uint64_t req;
+
+	wire_get_str(e, "type", 32, &type);
+	if (strcmp(type, "log") == 0) {
+		if (wire_get_u64(e, "req", UINT64_MAX >> 11, &req) == 0)
+			api_log_reply(m, req, (cJSON *)e);
+		return;
+	}
+	if (!(t = lookup_task(m, n, e, &j))) {
+		log_warn("node=%s event %s for a task not placed there: ignored", n->name, type);
+		return;
+	}
+	wire_get_str(e, "reason", REASON_MAX - 1, &reason);
+	if (task_terminal(t->state))
+		return;
+	if (strcmp(type, "started") == 0) {
+		if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING) {
+			t->state = TASK_RUNNING;
+			t->started = wall_ms();
+			j->dirty = true;
+			log_info("job=%" PRIu64 " task=%u node=%s running", j->id, t->idx, n->name);
+		}
+	} else if (strcmp(type, "exited") == 0) {
+		wire_get_int(e, "code", INT32_MIN, INT32_MAX, &code);
+		wire_get_int(e, "signal", 0, 128, &sig);
+		t->exit_code = (int)code;
+		t->signal = (int)sig;
+		task_finish(m, j, t, t->stop_sent ? TASK_KILLED : TASK_EXITED);
+		log_info("job=%" PRIu64 " task=%u node=%s %s code=%d signal=%d", j->id, t->idx,
+			 n->name, task_state_str(t->state), t->exit_code, t->signal);
+	} else if (strcmp(type, "failed") == 0 || strcmp(type, "gone") == 0) {
+		bool gone = strcmp(type, "gone") == 0;
+		strlcpy_ok(t->reason, reason, sizeof(t->reason));
+		task_finish(m, j, t,
+			    gone ? (t->stop_sent ? TASK_KILLED : TASK_LOST) : TASK_FAILED);
+		log_info("job=%" PRIu64 " task=%u node=%s %s: %s", j->id, t->idx, n->name,
+			 task_state_str(t->state), reason);
+	} else {
+		log_warn("node=%s unknown event type \"%s\": ignored", n->name, type);
+		return;
+	}
+	job_update(m, j);
+}
+
+/* The agent's list of what it runs: utilization, and strays either way. */
+static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
+{
+	const cJSON *e;
+	uint64_t now = now_ms();
+
+	cJSON_ArrayForEach(e, tasks)
+	{
+		struct job *j = NULL;
+		struct task *t = lookup_task(m, n, e, &j);
+		uint64_t cpu_ns = 0, mem = 0, jid = 0, idx = 0;
+
+		wire_get_u64(e, "cpu_ns", UINT64_MAX >> 11, &cpu_ns);
+		wire_get_u64(e, "mem", UINT64_MAX >> 11, &mem);
+		if (t && !task_terminal(t->state)) {
+			if (t->cpu_ns_at && now > t->cpu_ns_at && cpu_ns >= t->cpu_ns_prev)
+				t->cpu_pct = (double)(cpu_ns - t->cpu_ns_prev) / 1e4 /
+					     (double)(now - t->cpu_ns_at);
+			t->cpu_ns_prev = cpu_ns;
+			t->cpu_ns_at = now;
+			t->mem_used = mem;
+			continue;
+		}
+		/* The agent runs something we do not want there any more. */
+		wire_get_u64(e, "job", UINT64_MAX >> 11, &jid);
+		wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx);
+		if (!has_stop_order(n, jid, (uint32_t)idx)) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "op", "stop");
+			cJSON_AddNumberToObject(o, "job", (double)jid);
+			cJSON_AddNumberToObject(o, "task", (double)idx);
+			cJSON_AddNumberToObject(o, "grace_ms", (double)m->cfg.grace_ms);
+			log_warn("node=%s runs job=%" PRIu64 " task=%" PRIu64
+				 " which is not placed there: stopping it",
+				 n->name, jid, idx);
+			agents_order(m, n, o);
+		}
+	}
+	/* Running tasks the agent no longer lists are gone (its exit event
+	 * would have come first, in the same message). */
+	for (size_t i = 0; i < m->njobs; i++) {
+		struct job *j = m->jobs[i];
+		if (job_terminal(j->state) || j->state == JOB_PENDING)
+			continue;
+		for (uint32_t k = 0; k < j->ntasks; k++) {
+			struct task *t = &j->tasks[k];
+			bool listed = false;
+			if (t->state != TASK_RUNNING || strcmp(t->node, n->name) != 0)
+				continue;
+			cJSON_ArrayForEach(e, tasks)
+			{
+				uint64_t jid = 0, idx = 0;
+				wire_get_u64(e, "job", UINT64_MAX >> 11, &jid);
+				wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx);
+				if (jid == j->id && idx == k) {
+					listed = true;
+					break;
+				}
+			}
+			if (listed)
+				continue;
+			snprintf(t->reason, sizeof(t->reason),
+				 "the agent on %s no longer runs it (agent restarted?)", n->name);
+			task_finish(m, j, t, TASK_LOST);
+			log_warn("job=%" PRIu64 " task=%u node=%s lost: %s", j->id, k, n->name,
+				 t->reason);
+			job_update(m, j);
+		}
+	}
+}
+
+void agents_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
+		   cJSON *body)
+{
+	const char *name, *boot = "";
+	const cJSON *cap, *util, *events, *tasks, *e;
+	struct node *n;
+	uint64_t ack = 0, seq;
+	bool news = false;
+
+	if (h->type != WIRE_SYNC) {
+		log_warn("agent socket: unexpected %s message: ignored", wire_type_str(h->type));
+		return;
+	}
+	if (wire_get_str(body, "node", NODE_NAME_MAX, &name) != 0 || !spec_name_ok(name)) {
+		log_warn("agent socket: sync with a bad node name: ignored");
+		return;
+	}
+	wire_get_str(body, "boot", 39, &boot);
+	wire_get_u64(body, "ack", UINT64_MAX >> 11, &ack);
+	if (!(n = node_find(m, name))) {
+		n = node_add(m, name);
+		log_info("node=%s registered", name);
+	}
+	if (strcmp(n->boot, boot) != 0) {
+		/* A new agent process: its event numbers start again. */
+		strlcpy_ok(n->boot, boot, sizeof(n->boot));
+		n->event_acked = 0;
+		news = true;
+	}
+	if (wire_get_object(body, "capacity", &cap) == 0)
+		update_capacity(n, cap);
+	if (wire_get_object(body, "util", &util) == 0) {
+		const cJSON *g;
+		uint64_t v;
+		int64_t pct;
+		if (wire_get_int(util, "cpu_pct", 0, 100, &pct) == 0)
+			n->cpu_pct = (double)pct;
+		if (wire_get_u64(util, "mem_used", UINT64_MAX >> 11, &v) == 0)
+			n->mem_used = v;
+		if (wire_get_array(util, "gpus", RES_MAX_GPUS, &g) == 0) {
+			cJSON_Delete(n->gpu_util);
+			n->gpu_util = cJSON_Duplicate(g, 1);
+		}
+	}
+	n->last_seen = now_ms();
+	if (n->state != NODE_READY) {
+		n->state = NODE_READY;
+		n->dirty = true;
+		m->sched_dirty = true;
+		log_info("node=%s ready: %u GPUs, %u millicores", name, n->res.ngpus,
+			 n->res.cpu_total);
+	}
+	drop_acked(n, ack);
+	if (wire_get_array(body, "events", MAX_EVENTS, &events) == 0) {
+		cJSON_ArrayForEach(e, events)
+		{
+			if (wire_get_u64(e, "seq", UINT64_MAX >> 11, &seq) != 0 ||
+			    seq <= n->event_acked)
+				continue;
+			apply_event(m, n, e);
+			n->event_acked = seq;
+			news = true;
+		}
+	}
+	if (wire_get_array(body, "tasks", MAX_TASKS_LISTED, &tasks) == 0)
+		reconcile(m, n, tasks);
+	n->poll = *peer;
+	n->poll_held = true;
+	if (news || cJSON_GetArraySize(n->orders) > 0)
+		reply_poll(m, n);
+}
+
+void agents_tick(struct master *m)
+{
+	uint64_t now = now_ms();
+
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct node *n = m->nodes[i];
+		if (n->state == NODE_READY && now - n->last_seen > m->cfg.node_timeout_ms) {
+			n->state = NODE_LOST;
+			n->dirty = true;
+			n->poll_held = false;
+			log_warn("node=%s lost: no heartbeat for %" PRIu64 " ms", n->name,
+				 now - n->last_seen);
+			for (size_t k = 0; k < m->njobs; k++) {
+				struct job *j = m->jobs[k];
+				bool hit = false;
+				if (job_terminal(j->state))
+					continue;
+				for (uint32_t x = 0; x < j->ntasks; x++) {
+					struct task *t = &j->tasks[x];
+					if (task_terminal(t->state) || t->state == TASK_NONE ||
+					    strcmp(t->node, n->name) != 0)
+						continue;
+					snprintf(t->reason, sizeof(t->reason), "node %s lost",
+						 n->name);
+					task_finish(m, j, t, t->stop_sent ? TASK_KILLED : TASK_LOST);
+					hit = true;
+				}
+				if (hit)
+					job_update(m, j);
+			}
+			/* Orders for a lost node are moot; if it comes back it
+			 * lists what it runs and we stop the strays then. */
+			cJSON_Delete(n->orders);
+			n->orders = cJSON_CreateArray();
+		}
+		if (n->state == NODE_READY && n->poll_held && cJSON_GetArraySize(n->orders) > 0)
+			reply_poll(m, n);
+	}
+}

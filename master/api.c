@@ -1,0 +1,256 @@
+/*
+ * api.c - requests from mlctl: submit, list, status, cancel, nodes, logs.
+ *
+ * Each handler changes the model and queues its reply; main.c sends replies
+ * only after the turn's writes are committed.  Logs are relayed: the request
+ * becomes a "log" order for the task's agent, and the reply goes out when
+ * the agent's chunk comes back (or an error when it does not in time).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "master.h"
+#include "util.h"
+#include "wire.h"
+
+#define LOG_TIMEOUT_MS 5000
+
+static void reply_err(struct master *m, const struct net_peer *peer, int code, const char *msg)
+{
+	out_reply(m, m->ctl, peer, WIRE_ERROR, wire_error_body(code, "%s", msg));
+}
+
+static struct job *find_or_reply(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	const char *ref;
+	struct job *j;
+	char msg[256];
+
+	if (wire_get_str(body, "job", 256, &ref) != 0) {
+		reply_err(m, peer, ERR_INVAL, "a job name or id is required");
+		return NULL;
+	}
+	if (!(j = job_find(m, ref))) {
+		snprintf(msg, sizeof(msg), "no job \"%s\"", ref);
+		reply_err(m, peer, ERR_NOENT, msg);
+	}
+	return j;
+}
+
+static void do_submit(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	const cJSON *sj;
+	struct spec *spec;
+	struct job *j;
+	char err[SPEC_ERR_LEN], msg[SPEC_ERR_LEN + 64];
+	cJSON *r;
+
+	if (wire_get_object(body, "spec", &sj) != 0) {
+		reply_err(m, peer, ERR_INVAL, "spec: required");
+		return;
+	}
+	if (spec_from_json(sj, &spec, err, sizeof(err)) != 0) {
+		reply_err(m, peer, ERR_INVAL, err);
+		return;
+	}
+	if ((j = job_find(m, spec->name)) && !job_terminal(j->state)) {
+		snprintf(msg, sizeof(msg), "job name \"%s\" is in use by job %" PRIu64 " (%s)",
+			 spec->name, j->id, job_state_str(j->state));
+		spec_free(spec);
+		reply_err(m, peer, ERR_EXIST, msg);
+		return;
+	}
+	j = job_create(m, spec);
+	log_info("job=%" PRIu64 " name=%s kind=%s tasks=%u submitted", j->id, spec->name,
+		 spec_kind_str(spec->kind), j->ntasks);
+	r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "id", (double)j->id);
+	cJSON_AddStringToObject(r, "name", spec->name);
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+static void do_list(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "jobs");
+
+	for (size_t i = 0; i < m->njobs; i++)
+		cJSON_AddItemToArray(a, job_to_json(m, m->jobs[i], false));
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+static void do_status(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct job *j = find_or_reply(m, peer, body);
+	cJSON *r;
+
+	if (!j)
+		return;
+	r = cJSON_CreateObject();
+	cJSON_AddItemToObject(r, "job", job_to_json(m, j, true));
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+static void do_cancel(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct job *j = find_or_reply(m, peer, body);
+	cJSON *r;
+
+	if (!j)
+		return;
+	if (!job_terminal(j->state) && !j->cancel) {
+		j->cancel = true;
+		j->dirty = true;
+		log_info("job=%" PRIu64 " name=%s cancel requested", j->id, j->spec->name);
+		job_update(m, j);
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "id", (double)j->id);
+	cJSON_AddStringToObject(r, "state", job_state_str(j->state));
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+static void do_nodes(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "nodes");
+
+	for (size_t i = 0; i < m->nnodes; i++)
+		cJSON_AddItemToArray(a, node_to_json(m->nodes[i], true));
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+static void do_logs(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct job *j = find_or_reply(m, peer, body);
+	uint64_t task = 0, offset = 0, max = LOG_CHUNK_MAX;
+	struct node *n;
+	struct task *t;
+	struct logreq *lr;
+	char msg[512];
+	cJSON *o;
+
+	if (!j)
+		return;
+	if (wire_get_u64(body, "task", SPEC_MAX_TASKS, &task) != 0 ||
+	    wire_get_u64(body, "offset", UINT64_MAX >> 11, &offset) != 0) {
+		reply_err(m, peer, ERR_INVAL, "task and offset must be non-negative integers");
+		return;
+	}
+	wire_get_u64(body, "max", LOG_CHUNK_MAX, &max);
+	if (task >= j->ntasks) {
+		snprintf(msg, sizeof(msg), "job %" PRIu64 " has %u tasks (0..%u)", j->id, j->ntasks,
+			 j->ntasks - 1);
+		reply_err(m, peer, ERR_NOENT, msg);
+		return;
+	}
+	t = &j->tasks[task];
+	if (!t->node[0]) {
+		snprintf(msg, sizeof(msg), "job %" PRIu64 " task %" PRIu64 " has not started: %s%s%s",
+			 j->id, task, job_state_str(j->state), j->reason[0] ? ": " : "",
+			 j->reason);
+		reply_err(m, peer, ERR_STATE, msg);
+		return;
+	}
+	n = node_find(m, t->node);
+	if (!n || n->state != NODE_READY) {
+		snprintf(msg, sizeof(msg), "node %s, which holds the log, is not reachable", t->node);
+		reply_err(m, peer, ERR_STATE, msg);
+		return;
+	}
+	lr = xcalloc(1, sizeof(*lr));
+	lr->id = ++m->next_logreq;
+	lr->peer = *peer;
+	lr->deadline = now_ms() + LOG_TIMEOUT_MS;
+	strlcpy_ok(lr->node, n->name, sizeof(lr->node));
+	lr->next = m->logreqs;
+	m->logreqs = lr;
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "op", "log");
+	cJSON_AddNumberToObject(o, "req", (double)lr->id);
+	cJSON_AddNumberToObject(o, "job", (double)j->id);
+	cJSON_AddNumberToObject(o, "task", (double)task);
+	cJSON_AddNumberToObject(o, "offset", (double)offset);
+	cJSON_AddNumberToObject(o, "max", (double)max);
+	agents_order(m, n, o);
+}
+
+void api_log_reply(struct master *m, uint64_t req, cJSON *e)
+{
+	struct logreq **pp, *lr;
+	const char *data = "", *err = NULL;
+	uint64_t offset = 0;
+	bool eof = false, running = false;
+	cJSON *r;
+
+	for (pp = &m->logreqs; (lr = *pp); pp = &lr->next)
+		if (lr->id == req)
+			break;
+	if (!lr)
+		return; /* timed out already, or a repeat */
+	*pp = lr->next;
+	if (wire_get_str(e, "error", 512, &err) == 0) {
+		reply_err(m, &lr->peer, ERR_IO, err);
+		free(lr);
+		return;
+	}
+	wire_get_str(e, "data", 4 * LOG_CHUNK_MAX / 3 + 8, &data);
+	wire_get_u64(e, "offset", UINT64_MAX >> 11, &offset);
+	wire_get_bool(e, "eof", &eof);
+	wire_get_bool(e, "running", &running);
+	r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "data", data);
+	cJSON_AddNumberToObject(r, "offset", (double)offset);
+	cJSON_AddBoolToObject(r, "eof", eof);
+	/* done: nothing more will ever be written. */
+	cJSON_AddBoolToObject(r, "done", eof && !running);
+	out_reply(m, m->ctl, &lr->peer, WIRE_OK, r);
+	free(lr);
+}
+
+void api_tick(struct master *m)
+{
+	struct logreq **pp = &m->logreqs, *lr;
+	uint64_t now = now_ms();
+	char msg[128];
+
+	while ((lr = *pp)) {
+		if (now < lr->deadline) {
+			pp = &lr->next;
+			continue;
+		}
+		*pp = lr->next;
+		snprintf(msg, sizeof(msg), "node %s did not send the log in time", lr->node);
+		reply_err(m, &lr->peer, ERR_TIMEDOUT, msg);
+		free(lr);
+	}
+}
+
+void api_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
+		cJSON *body)
+{
+	switch (h->type) {
+	case WIRE_SUBMIT:
+		do_submit(m, peer, body);
+		break;
+	case WIRE_LIST:
+		do_list(m, peer, body);
+		break;
+	case WIRE_STATUS:
+		do_status(m, peer, body);
+		break;
+	case WIRE_CANCEL:
+		do_cancel(m, peer, body);
+		break;
+	case WIRE_NODES:
+		do_nodes(m, peer, body);
+		break;
+	case WIRE_LOGS:
+		do_logs(m, peer, body);
+		break;
+	default:
+		reply_err(m, peer, ERR_PROTO, "not a request type");
+	}
+}

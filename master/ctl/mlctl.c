@@ -1,0 +1,645 @@
+/*
+ * mlctl - the user's command line: submit, run, ls, status, logs, cancel,
+ * nodes.  Talks to mlmaster over nng req/rep with wire frames.
+ *
+ * Exit codes: 0 success, 1 the master refused or failed (its message is
+ * printed), 2 bad usage or input (a message says what), 3 no master answered.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "err.h"
+#include "net.h"
+#include "spec.h"
+#include "units.h"
+#include "util.h"
+#include "wire.h"
+
+#define DEFAULT_MASTER "tcp://127.0.0.1:7070"
+
+static const char *master_url;
+static bool json_out;
+static nng_socket sock;
+static bool connected;
+static int timeout_ms = 10000;
+
+static const char usage_main[] =
+	"usage: mlctl [--master URL] [-o json] VERB [ARGS]\n"
+	"\n"
+	"verbs:\n"
+	"  run [--gpus N] [--memory 8G] [--cpus 2] [--name X] [--kind K] [--wait]\n"
+	"      IMAGE -- CMD...     run a command in a container\n"
+	"  submit [--wait] job.yaml submit a job spec\n"
+	"  ls                      list jobs\n"
+	"  status JOB              show a job and its tasks\n"
+	"  logs [-f] JOB[/TASK]    print a task's output (-f: follow to the end)\n"
+	"  cancel JOB              stop a job's tasks\n"
+	"  nodes                   list agents and their resources\n"
+	"\n"
+	"JOB is a job id or name.  The master is --master, else $MLSCHED_MASTER, else\n"
+	DEFAULT_MASTER ".  `mlctl VERB --help` describes one verb.\n";
+
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mlctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (connected)
+		nng_close(sock);
+	exit(code);
+}
+
+/* Send a request and return the OK body (caller deletes); exits on errors. */
+static cJSON *call(uint16_t type, cJSON *body)
+{
+	struct wire_hdr h;
+	cJSON *r = NULL;
+	char why[256];
+	int rv;
+
+	if (!connected) {
+		if (net_dial_req(master_url, timeout_ms, &sock, why, sizeof(why)) != 0)
+			die(2, "%s", why);
+		connected = true;
+	}
+	rv = net_call(sock, type, 0, 0, body, &h, &r, why, sizeof(why));
+	cJSON_Delete(body);
+	if (rv == ERR_TIMEDOUT)
+		die(3, "no answer from the master at %s (is mlmaster running?)", master_url);
+	if (rv != 0)
+		die(3, "talking to %s: %s", master_url, why);
+	if (h.type == WIRE_ERROR) {
+		const char *msg = "unknown error";
+		wire_get_str(r, "message", WIRE_MAX_STR, &msg);
+		fprintf(stderr, "mlctl: %s\n", msg);
+		cJSON_Delete(r);
+		nng_close(sock);
+		exit(1);
+	}
+	if (h.type != WIRE_OK)
+		die(3, "unexpected %s reply", wire_type_str(h.type));
+	return r;
+}
+
+static void print_json(const cJSON *o)
+{
+	char *s = cJSON_Print(o);
+	puts(s);
+	free(s);
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+	const char *s = "";
+	wire_get_str(o, k, WIRE_MAX_STR, &s);
+	return s;
+}
+
+static double num(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* Sizes for people: "23.5G", "512M". */
+static void fmt_size(uint64_t b, char *buf, size_t len)
+{
+	const char *u = "KMGTP";
+	double v = (double)b;
+	int i = -1;
+
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	if (i < 0)
+		snprintf(buf, len, "%" PRIu64, b);
+	else
+		snprintf(buf, len, v < 10 && v != (int)v ? "%.1f%c" : "%.0f%c", v, u[i]);
+}
+
+static void fmt_age(uint64_t wall, char *buf, size_t len)
+{
+	uint64_t now = wall_ms();
+	if (!wall || wall > now)
+		snprintf(buf, len, "-");
+	else
+		units_format_duration((now - wall) / 1000 * 1000, buf, len);
+}
+
+/* --help on a verb: print its usage and exit 0; other flags parsed by getopt. */
+static void verb_help(int argc, char **argv, const char *usage)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(usage, stdout);
+			exit(0);
+		}
+}
+
+/* ---- status polling for --wait ---- */
+
+static cJSON *get_job(const char *ref)
+{
+	cJSON *b = cJSON_CreateObject(), *r, *j;
+
+	cJSON_AddStringToObject(b, "job", ref);
+	r = call(WIRE_STATUS, b);
+	j = cJSON_DetachItemFromObjectCaseSensitive(r, "job");
+	cJSON_Delete(r);
+	if (!j)
+		die(3, "malformed status reply");
+	return j;
+}
+
+/* Wait until every task of the job has started (or the job ended). */
+static int wait_started(const char *ref)
+{
+	for (;;) {
+		cJSON *j = get_job(ref);
+		const char *st = str(j, "state");
+		int rc = -1;
+		if (strcmp(st, "running") == 0 || strcmp(st, "succeeded") == 0)
+			rc = 0;
+		else if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
+			fprintf(stderr, "mlctl: job %s %s: %s\n", ref, st, str(j, "reason"));
+			rc = 1;
+		}
+		cJSON_Delete(j);
+		if (rc >= 0)
+			return rc;
+		usleep(2000);
+	}
+}
+
+static int submit_spec(struct spec *s, bool wait)
+{
+	cJSON *b = cJSON_CreateObject(), *r;
+	char id[32];
+
+	cJSON_AddItemToObject(b, "spec", spec_to_json(s));
+	r = call(WIRE_SUBMIT, b);
+	if (json_out)
+		print_json(r);
+	else
+		printf("job %.0f (%s) submitted\n", num(r, "id"), str(r, "name"));
+	snprintf(id, sizeof(id), "%.0f", num(r, "id"));
+	cJSON_Delete(r);
+	fflush(stdout);
+	return wait ? wait_started(id) : 0;
+}
+
+/* ---- verbs ---- */
+
+static const char usage_run[] =
+	"usage: mlctl run [OPTIONS] IMAGE -- CMD [ARG...]\n"
+	"Run CMD in a container of IMAGE (a rootfs folder).\n"
+	"  --gpus N        GPUs (0.25 for a share of one)     --memory SIZE  memory (128M)\n"
+	"  --cpus N        CPUs (0.1)                          --name NAME    job name\n"
+	"  --kind K        train or batch (batch)              --workers N    train workers\n"
+	"  --priority P    -1000..1000                         --env K=V      (repeatable)\n"
+	"  --wait          return once every task runs\n";
+
+static int cmd_run(int argc, char **argv)
+{
+	struct spec *s = xcalloc(1, sizeof(*s));
+	static const struct option lo[] = {
+		{"gpus", 1, 0, 'g'},     {"memory", 1, 0, 'm'}, {"cpus", 1, 0, 'c'},
+		{"name", 1, 0, 'n'},     {"kind", 1, 0, 'k'},   {"workers", 1, 0, 'w'},
+		{"priority", 1, 0, 'p'}, {"env", 1, 0, 'e'},    {"wait", 0, 0, 'W'},
+		{0, 0, 0, 0},
+	};
+	bool wait = false;
+	char *end, err[SPEC_ERR_LEN];
+	struct spec *ok;
+	cJSON *j;
+	int c, rv;
+
+	verb_help(argc, argv, usage_run);
+	s->kind = SPEC_BATCH;
+	s->res.mem = 128ull << 20;
+	s->res.cpu_milli = 100;
+	s->workers = s->replicas = s->array = s->parallelism = 1;
+	s->restart_max = 3;
+	s->workdir = xstrdup("/work");
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
+		switch (c) {
+		case 'g':
+			if (units_parse_milli(optarg, &s->res.gpus_milli) != 0)
+				die(2, "--gpus: \"%s\" is not a number of GPUs", optarg);
+			break;
+		case 'm':
+			if (units_parse_size(optarg, &s->res.mem) != 0)
+				die(2, "--memory: \"%s\" is not a size (like 512M, 8G)", optarg);
+			break;
+		case 'c':
+			if (units_parse_milli(optarg, &s->res.cpu_milli) != 0)
+				die(2, "--cpus: \"%s\" is not a number of CPUs", optarg);
+			break;
+		case 'n':
+			s->name = xstrdup(optarg);
+			break;
+		case 'k':
+			if (strcmp(optarg, "batch") == 0)
+				s->kind = SPEC_BATCH;
+			else if (strcmp(optarg, "train") == 0)
+				s->kind = SPEC_TRAIN;
+			else
+				die(2, "--kind: \"%s\" must be train or batch", optarg);
+			break;
+		case 'w':
+			s->workers = (uint32_t)strtoul(optarg, &end, 10);
+			if (*end || !*optarg)
+				die(2, "--workers: \"%s\" is not a number", optarg);
+			break;
+		case 'p':
+			s->priority = (int32_t)strtol(optarg, &end, 10);
+			if (*end || !*optarg)
+				die(2, "--priority: \"%s\" is not a number", optarg);
+			break;
+		case 'e': {
+			char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg)
+				die(2, "--env: \"%s\" is not KEY=VALUE", optarg);
+			s->env = xrealloc(s->env, (s->nenv + 1) * sizeof(*s->env));
+			s->env[s->nenv].key = xstrndup(optarg, (size_t)(eq - optarg));
+			s->env[s->nenv].val = xstrdup(eq + 1);
+			s->nenv++;
+			break;
+		}
+		case 'W':
+			wait = true;
+			break;
+		default:
+			die(2, "see mlctl run --help");
+		}
+	}
+	if (optind >= argc)
+		die(2, "run: IMAGE is required (see mlctl run --help)");
+	s->image = xstrdup(argv[optind++]);
+	if (optind < argc && strcmp(argv[optind - 0], "--") == 0)
+		optind++;
+	if (optind >= argc)
+		die(2, "run: a command is required after IMAGE -- (see mlctl run --help)");
+	s->ncommand = (size_t)(argc - optind);
+	s->command = xcalloc(s->ncommand, sizeof(char *));
+	for (size_t i = 0; i < s->ncommand; i++)
+		s->command[i] = xstrdup(argv[optind + (int)i]);
+	if (!s->name) {
+		/* Unique enough for a default; users name jobs they come back to. */
+		uint8_t r[3];
+		char hex[7];
+		randombytes_buf(r, sizeof(r));
+		sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
+		s->name = xasprintf("run-%s", hex);
+	}
+	s->restart = RESTART_NEVER;
+	if (s->kind != SPEC_TRAIN && s->workers != 1)
+		die(2, "--workers is only for --kind train");
+	/* Validate through the same rules the master applies. */
+	j = spec_to_json(s);
+	rv = spec_from_json(j, &ok, err, sizeof(err));
+	cJSON_Delete(j);
+	spec_free(s);
+	if (rv != 0)
+		die(2, "%s", err);
+	rv = submit_spec(ok, wait);
+	spec_free(ok);
+	return rv;
+}
+
+static const char usage_submit[] = "usage: mlctl submit [--wait] job.yaml\n"
+				   "Submit the job spec in job.yaml (see contrib/examples).\n"
+				   "  --wait   return once every task runs\n";
+
+static int cmd_submit(int argc, char **argv)
+{
+	char err[SPEC_ERR_LEN];
+	struct spec *s;
+	bool wait = false;
+	const char *path = NULL;
+	int rv;
+
+	verb_help(argc, argv, usage_submit);
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--wait") == 0)
+			wait = true;
+		else if (argv[i][0] == '-' && argv[i][1])
+			die(2, "submit: unknown option %s", argv[i]);
+		else if (path)
+			die(2, "submit: one spec file at a time");
+		else
+			path = argv[i];
+	}
+	if (!path)
+		die(2, "submit: a spec file is required (see mlctl submit --help)");
+	if (spec_parse_file(path, &s, err, sizeof(err)) != 0)
+		die(2, "%s", err);
+	rv = submit_spec(s, wait);
+	spec_free(s);
+	return rv;
+}
+
+static const char usage_ls[] = "usage: mlctl [-o json] ls\nList jobs, oldest first.\n";
+
+static int cmd_ls(int argc, char **argv)
+{
+	cJSON *r, *jobs, *j;
+
+	verb_help(argc, argv, usage_ls);
+	if (argc > 1)
+		die(2, "ls: unexpected argument \"%s\"", argv[1]);
+	r = call(WIRE_LIST, cJSON_CreateObject());
+	jobs = cJSON_GetObjectItemCaseSensitive(r, "jobs");
+	if (json_out) {
+		print_json(jobs);
+	} else {
+		printf("%-6s %-24s %-6s %-10s %5s %6s %8s  %s\n", "ID", "NAME", "KIND", "STATE",
+		       "TASKS", "GPUS", "AGE", "REASON");
+		cJSON_ArrayForEach(j, jobs)
+		{
+			char age[32], gpus[16];
+			fmt_age((uint64_t)num(j, "submitted"), age, sizeof(age));
+			units_format_milli((uint32_t)num(j, "gpus_milli"), gpus, sizeof(gpus));
+			printf("%-6.0f %-24s %-6s %-10s %5.0f %6s %8s  %s\n", num(j, "id"),
+			       str(j, "name"), str(j, "kind"), str(j, "state"), num(j, "ntasks"),
+			       gpus, age, str(j, "reason"));
+		}
+	}
+	cJSON_Delete(r);
+	return 0;
+}
+
+static const char usage_status[] = "usage: mlctl [-o json] status JOB\n"
+				   "Show a job, its tasks, where they run and how they ended.\n";
+
+static int cmd_status(int argc, char **argv)
+{
+	cJSON *j, *t;
+
+	verb_help(argc, argv, usage_status);
+	if (argc != 2)
+		die(2, "status: exactly one JOB is required (see mlctl status --help)");
+	j = get_job(argv[1]);
+	if (json_out) {
+		print_json(j);
+		cJSON_Delete(j);
+		return 0;
+	}
+	printf("job:      %.0f (%s)\nkind:     %s\nstate:    %s\n", num(j, "id"), str(j, "name"),
+	       str(j, "kind"), str(j, "state"));
+	if (*str(j, "reason"))
+		printf("reason:   %s\n", str(j, "reason"));
+	printf("priority: %.0f\n\n", num(j, "priority"));
+	printf("%-5s %-9s %-16s %-8s %5s %7s %9s  %s\n", "TASK", "STATE", "NODE", "GPUS", "EXIT",
+	       "CPU%", "MEMORY", "REASON");
+	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "tasks"))
+	{
+		char gpus[64] = "", exit_s[16] = "-", mem[24] = "-";
+		const cJSON *g;
+		const char *st = str(t, "state");
+		cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(t, "gpus"))
+		{
+			size_t l = strlen(gpus);
+			snprintf(gpus + l, sizeof(gpus) - l, "%s%d", l ? "," : "", g->valueint);
+		}
+		if (strcmp(st, "exited") == 0 || strcmp(st, "killed") == 0)
+			snprintf(exit_s, sizeof(exit_s), "%.0f", num(t, "exit_code"));
+		if (strcmp(st, "running") == 0)
+			fmt_size((uint64_t)num(t, "mem_used"), mem, sizeof(mem));
+		printf("%-5.0f %-9s %-16s %-8s %5s %7.1f %9s  %s\n", num(t, "task"), st,
+		       *str(t, "node") ? str(t, "node") : "-", gpus[0] ? gpus : "-", exit_s,
+		       num(t, "cpu_pct"), mem, str(t, "reason"));
+	}
+	cJSON_Delete(j);
+	return 0;
+}
+
+static const char usage_cancel[] = "usage: mlctl cancel JOB\n"
+				   "Stop every task of JOB (SIGTERM, then SIGKILL after the "
+				   "master's --grace) and mark it cancelled.\n";
+
+static int cmd_cancel(int argc, char **argv)
+{
+	cJSON *b, *r;
+
+	verb_help(argc, argv, usage_cancel);
+	if (argc != 2)
+		die(2, "cancel: exactly one JOB is required (see mlctl cancel --help)");
+	b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "job", argv[1]);
+	r = call(WIRE_CANCEL, b);
+	if (json_out)
+		print_json(r);
+	else
+		printf("job %.0f: cancel requested (%s)\n", num(r, "id"), str(r, "state"));
+	cJSON_Delete(r);
+	return 0;
+}
+
+static const char usage_nodes[] = "usage: mlctl [-o json] nodes\n"
+				  "List agents: state, free/total GPUs, CPU and memory.\n";
+
+static int cmd_nodes(int argc, char **argv)
+{
+	cJSON *r, *ns, *n;
+
+	verb_help(argc, argv, usage_nodes);
+	if (argc > 1)
+		die(2, "nodes: unexpected argument \"%s\"", argv[1]);
+	r = call(WIRE_NODES, cJSON_CreateObject());
+	ns = cJSON_GetObjectItemCaseSensitive(r, "nodes");
+	if (json_out) {
+		print_json(ns);
+		cJSON_Delete(r);
+		return 0;
+	}
+	printf("%-16s %-6s %9s %13s %17s %5s  %s\n", "NAME", "STATE", "GPUS", "CPUS",
+	       "MEMORY", "CPU%", "LABELS");
+	cJSON_ArrayForEach(n, ns)
+	{
+		const cJSON *g, *l;
+		char gpus[32], cpus[64], a[24], b[24], mem[64], labels[256] = "";
+		int total = 0, free_g = 0;
+		cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(n, "gpus"))
+		{
+			total++;
+			if (num(g, "used_milli") == 0)
+				free_g++;
+		}
+		snprintf(gpus, sizeof(gpus), "%d/%d", free_g, total);
+		units_format_milli((uint32_t)(num(n, "cpu_milli") - num(n, "cpu_used")), a,
+				   sizeof(a));
+		units_format_milli((uint32_t)num(n, "cpu_milli"), b, sizeof(b));
+		snprintf(cpus, sizeof(cpus), "%s/%s", a, b);
+		fmt_size((uint64_t)(num(n, "memory") - num(n, "memory_used")), a, sizeof(a));
+		fmt_size((uint64_t)num(n, "memory"), b, sizeof(b));
+		snprintf(mem, sizeof(mem), "%s/%s", a, b);
+		cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(n, "labels"))
+		{
+			size_t len = strlen(labels);
+			if (cJSON_IsString(l))
+				snprintf(labels + len, sizeof(labels) - len, "%s%s=%s",
+					 len ? "," : "", l->string, l->valuestring);
+		}
+		printf("%-16s %-6s %9s %13s %17s %5.0f  %s\n", str(n, "name"), str(n, "state"),
+		       gpus, cpus, mem, num(n, "util_cpu_pct"), labels);
+	}
+	cJSON_Delete(r);
+	return 0;
+}
+
+static const char usage_logs[] = "usage: mlctl logs [-f] JOB[/TASK]\n"
+				 "Print a task's stdout and stderr.  TASK defaults to 0 when the\n"
+				 "job has one task.  -f follows the log until the task ends.\n";
+
+static int cmd_logs(int argc, char **argv)
+{
+	bool follow = false;
+	const char *ref = NULL;
+	char *job, *slash;
+	uint64_t task = 0, offset = 0;
+
+	verb_help(argc, argv, usage_logs);
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0)
+			follow = true;
+		else if (argv[i][0] == '-')
+			die(2, "logs: unknown option %s", argv[i]);
+		else if (ref)
+			die(2, "logs: one JOB[/TASK] at a time");
+		else
+			ref = argv[i];
+	}
+	if (!ref)
+		die(2, "logs: JOB[/TASK] is required (see mlctl logs --help)");
+	job = xstrdup(ref);
+	if ((slash = strchr(job, '/'))) {
+		char *end;
+		*slash = '\0';
+		task = strtoull(slash + 1, &end, 10);
+		if (!slash[1] || *end)
+			die(2, "logs: \"%s\" is not a task number", slash + 1);
+	} else {
+		cJSON *j = get_job(job);
+		double n = num(j, "ntasks");
+		cJSON_Delete(j);
+		if (n > 1)
+			die(2, "logs: job %s has %.0f tasks: name one as %s/TASK", job, n, job);
+	}
+	for (;;) {
+		cJSON *b = cJSON_CreateObject(), *r;
+		const char *data;
+		unsigned char *raw;
+		size_t rawlen = 0, b64len;
+		bool eof = false, done = false;
+
+		cJSON_AddStringToObject(b, "job", job);
+		cJSON_AddNumberToObject(b, "task", (double)task);
+		cJSON_AddNumberToObject(b, "offset", (double)offset);
+		cJSON_AddNumberToObject(b, "max", 65536);
+		r = call(WIRE_LOGS, b);
+		data = str(r, "data");
+		b64len = strlen(data);
+		raw = xmalloc(b64len + 1);
+		if (sodium_base642bin(raw, b64len + 1, data, b64len, NULL, &rawlen, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) != 0)
+			die(3, "malformed log data from the master");
+		fwrite(raw, 1, rawlen, stdout);
+		fflush(stdout);
+		free(raw);
+		offset = (uint64_t)num(r, "offset");
+		wire_get_bool(r, "eof", &eof);
+		wire_get_bool(r, "done", &done);
+		cJSON_Delete(r);
+		if (eof && (!follow || done))
+			break;
+		if (eof)
+			usleep(200000);
+	}
+	free(job);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} verbs[] = {
+		{"run", cmd_run},       {"submit", cmd_submit}, {"ls", cmd_ls},
+		{"status", cmd_status}, {"logs", cmd_logs},     {"cancel", cmd_cancel},
+		{"nodes", cmd_nodes},
+	};
+	int i = 1, rv;
+
+	if (sodium_init() < 0)
+		die(3, "libsodium failed to initialise");
+	master_url = getenv("MLSCHED_MASTER");
+	if (!master_url || !*master_url)
+		master_url = DEFAULT_MASTER;
+	while (i < argc && argv[i][0] == '-') {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(usage_main, stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--master") == 0 && i + 1 < argc) {
+			master_url = argv[i + 1];
+			i += 2;
+		} else if (strncmp(argv[i], "--master=", 9) == 0) {
+			master_url = argv[i++] + 9;
+		} else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+			if (strcmp(argv[i + 1], "json") != 0)
+				die(2, "-o: only json is supported");
+			json_out = true;
+			i += 2;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			puts("mlctl " MLSCHED_VERSION);
+			return 0;
+		} else {
+			die(2, "unknown option %s (see mlctl --help)", argv[i]);
+		}
+	}
+	if (i >= argc) {
+		fputs(usage_main, stderr);
+		return 2;
+	}
+	for (size_t k = 0; k < sizeof(verbs) / sizeof(*verbs); k++) {
+		if (strcmp(argv[i], verbs[k].name) != 0)
+			continue;
+		/* Global flags may also follow the verb: mlctl ls -o json. */
+		int n = argc - i, w = 1;
+		char **v = argv + i;
+		for (int x = 1; x < n; x++) {
+			if (strcmp(v[x], "--") == 0) {
+				while (x < n)
+					v[w++] = v[x++];
+				break;
+			}
+			if (strcmp(v[x], "-o") == 0 && x + 1 < n && strcmp(v[x + 1], "json") == 0) {
+				json_out = true;
+				x++;
+				continue;
+			}
+			v[w++] = v[x];
+		}
+		rv = verbs[k].fn(w, v);
+		if (connected)
+			nng_close(sock);
+		return rv;
+	}
+	die(2, "unknown verb \"%s\" (see mlctl --help)", argv[i]);
+}

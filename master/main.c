@@ -1,0 +1,236 @@
+/*
+ * main.c - mlmaster: options, start-up, and the one loop that owns the
+ * master's state (see master.h for the turn structure).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "err.h"
+#include "log.h"
+#include "master.h"
+#include "opt.h"
+#include "util.h"
+#include "wire.h"
+
+#define TICK_MS 50
+#define MAX_MSGS_PER_TURN 4096
+
+void out_reply(struct master *m, nng_socket sock, const struct net_peer *peer, uint16_t type,
+	       cJSON *body)
+{
+	struct outmsg *o = xcalloc(1, sizeof(*o));
+
+	o->sock = sock;
+	o->peer = *peer;
+	o->type = type;
+	o->body = body;
+	*m->out_tail = o;
+	m->out_tail = &o->next;
+}
+
+static void out_flush(struct master *m)
+{
+	struct outmsg *o = m->out_head, *next;
+
+	for (; o; o = next) {
+		next = o->next;
+		net_reply_raw(o->sock, &o->peer, o->type, ++m->seq, 0, o->body);
+		cJSON_Delete(o->body);
+		free(o);
+	}
+	m->out_head = NULL;
+	m->out_tail = &m->out_head;
+}
+
+/* Read what is queued on one socket (bounded, so a flood cannot starve the
+ * rest of the turn). */
+static void drain(struct master *m, nng_socket s, bool agents)
+{
+	struct net_peer peer;
+	struct wire_hdr h;
+	cJSON *body;
+	char why[256];
+	int rv;
+
+	for (int i = 0; i < MAX_MSGS_PER_TURN; i++) {
+		rv = net_recv_raw(s, &peer, &h, &body, why, sizeof(why));
+		if (rv == ERR_TIMEDOUT)
+			return;
+		if (rv != 0) {
+			log_warn("%s socket: message rejected: %s", agents ? "agent" : "client",
+				 why);
+			continue;
+		}
+		if (agents)
+			agents_handle(m, &peer, &h, body);
+		else
+			api_handle(m, &peer, &h, body);
+		cJSON_Delete(body);
+	}
+}
+
+static void turn(struct master *m)
+{
+	int rv;
+
+	drain(m, m->ctl, false);
+	drain(m, m->agents, true);
+	if (m->sched_dirty) {
+		m->sched_dirty = false;
+		sched_run(m);
+	}
+	agents_tick(m);
+	api_tick(m);
+	if ((rv = store_begin(m->store)) != 0 || (rv = state_flush(m)) != 0 ||
+	    (rv = store_commit(m->store)) != 0) {
+		/* Memory is ahead of the store and nothing of this turn has
+		 * been acknowledged: exit, and a restart reloads what was
+		 * committed. */
+		fatal("store write failed (%s): exiting so that a restart reloads the committed "
+		      "state",
+		      err_str(rv));
+	}
+	out_flush(m);
+}
+
+static int lock_state_dir(const char *dir)
+{
+	char *path = xasprintf("%s/mlmaster.lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		fatal("cannot open %s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+		fatal("%s is locked: another mlmaster uses --state-dir %s", path, dir);
+	free(path);
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	static struct master m;
+	const char *level, *debug;
+	char err[512], *store_uri = NULL;
+	uint8_t rnd[8];
+	int nargs, rv, sfd, ctl_fd, ag_fd;
+	sigset_t sigs;
+	const struct opt tab[] = {
+		{"state-dir", OPT_STR, "/var/lib/mlsched/master", "state folder (store, lock)",
+		 &m.cfg.state_dir},
+		{"listen", OPT_STR, "tcp://127.0.0.1:7070", "URL for mlctl", &m.cfg.listen},
+		{"agent-listen", OPT_STR, "tcp://127.0.0.1:7071", "URL for agents",
+		 &m.cfg.agent_listen},
+		{"store", OPT_STR, NULL, "state store (default sqlite:STATE_DIR/state.db)",
+		 &m.cfg.store_uri},
+		{"node-timeout", OPT_DUR, "3s", "a node without heartbeat this long is lost",
+		 &m.cfg.node_timeout_ms},
+		{"grace", OPT_DUR, "10s", "SIGTERM to SIGKILL grace when stopping tasks",
+		 &m.cfg.grace_ms},
+		{"insecure", OPT_BOOL, NULL, "accept unsealed traffic (local development only)",
+		 &m.cfg.insecure},
+		{"log-level", OPT_STR, "info", "error, warn, info or debug", &level},
+		{"debug", OPT_STR, "all", "debug subsystems: sched,runc,store,wire or all", &debug},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	enum log_level lvl;
+	unsigned subs;
+
+	rv = opt_parse(tab, argc, argv, &nargs, "mlmaster", "--insecure [OPTIONS]", err,
+		       sizeof(err));
+	if (rv == 1)
+		return 0;
+	if (rv != 0) {
+		fprintf(stderr, "mlmaster: %s\n", err);
+		return 2;
+	}
+	if (nargs > 0) {
+		fprintf(stderr, "mlmaster: unexpected argument \"%s\" (see mlmaster --help)\n",
+			argv[0]);
+		return 2;
+	}
+	if (log_parse_level(level, &lvl) != 0 || log_parse_subs(debug, &subs) != 0) {
+		fprintf(stderr, "mlmaster: bad --log-level or --debug value\n");
+		return 2;
+	}
+	log_init("mlmaster", lvl, 2);
+	log_set_subs(subs);
+	if (!m.cfg.insecure) {
+		fprintf(stderr, "mlmaster: sealed (encrypted) agent and client traffic is not "
+				"available in this version; pass --insecure to run with "
+				"unauthenticated traffic on a trusted network\n");
+		return 2;
+	}
+	if (m.cfg.node_timeout_ms < 200) {
+		fprintf(stderr, "mlmaster: --node-timeout must be at least 200ms\n");
+		return 2;
+	}
+	if (sodium_init() < 0)
+		fatal("libsodium failed to initialise");
+	if (mkdir_p(m.cfg.state_dir, 0700) != 0)
+		fatal("cannot create --state-dir %s: %s", m.cfg.state_dir, strerror(errno));
+	lock_state_dir(m.cfg.state_dir);
+	if (!m.cfg.store_uri)
+		m.cfg.store_uri = store_uri = xasprintf("sqlite:%s/state.db", m.cfg.state_dir);
+	if ((rv = store_open(m.cfg.store_uri, &m.store, err, sizeof(err))) != 0)
+		fatal("cannot open store %s: %s", m.cfg.store_uri, err);
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(m.boot, sizeof(m.boot), rnd, sizeof(rnd));
+	m.out_tail = &m.out_head;
+
+	/* Signals are read through a signalfd in the loop: block them before
+	 * nng starts its threads so that none of those takes them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+		fatal("signalfd: %s", strerror(errno));
+
+	if ((rv = state_load(&m)) != 0)
+		fatal("cannot load state from %s: %s", m.cfg.store_uri, err_str(rv));
+	if (net_listen_raw(m.cfg.listen, &m.ctl, err, sizeof(err)) != 0 ||
+	    net_listen_raw(m.cfg.agent_listen, &m.agents, err, sizeof(err)) != 0)
+		fatal("%s", err);
+	if (net_recv_fd(m.ctl, &ctl_fd) != 0 || net_recv_fd(m.agents, &ag_fd) != 0)
+		fatal("cannot get socket descriptors");
+	log_info("mlmaster %s listening on %s (clients) and %s (agents), store %s",
+		 MLSCHED_VERSION, m.cfg.listen, m.cfg.agent_listen, m.cfg.store_uri);
+	/* Nodes loaded from the store count as silent from now on. */
+	for (size_t i = 0; i < m.nnodes; i++)
+		m.nodes[i]->last_seen = now_ms();
+
+	for (;;) {
+		struct pollfd p[3] = {
+			{.fd = ctl_fd, .events = POLLIN},
+			{.fd = ag_fd, .events = POLLIN},
+			{.fd = sfd, .events = POLLIN},
+		};
+		if (poll(p, 3, TICK_MS) < 0 && errno != EINTR)
+			fatal("poll: %s", strerror(errno));
+		if (p[2].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				log_info("signal %u: shutting down", si.ssi_signo);
+				break;
+			}
+		}
+		turn(&m);
+	}
+	nng_close(m.ctl);
+	nng_close(m.agents);
+	store_close(m.store);
+	free(store_uri);
+	return 0;
+}

@@ -1,0 +1,186 @@
+/*
+ * master.h - the master's in-memory model and the pieces of its one thread.
+ *
+ * Threading: everything here is owned by the master's main thread (main.c's
+ * loop).  nng does its I/O on its own threads but hands every message to that
+ * loop through the sockets' receive queues; no lock exists.
+ *
+ * Durability: a turn of the loop reads every queued message, changes the
+ * model, writes what changed to the store in one transaction, commits, and
+ * only then sends the replies and orders the turn produced (struct outbox).
+ * So nothing is acknowledged or acted on before it is on disk.
+ */
+#ifndef MLSCHED_MASTER_H
+#define MLSCHED_MASTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <nng/nng.h>
+#include <cjson/cJSON.h>
+
+#include "net.h"
+#include "res.h"
+#include "spec.h"
+#include "store/store.h"
+
+#define NODE_NAME_MAX 63
+#define REASON_MAX 256
+#define LOG_CHUNK_MAX (64 * 1024)
+
+enum job_state { JOB_PENDING = 0, JOB_PLACING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED };
+enum task_state {
+	TASK_NONE = 0, /* not placed yet (job pending) */
+	TASK_ASSIGNED, /* placed; start order queued for the agent */
+	TASK_STARTING, /* the agent took the order */
+	TASK_RUNNING,
+	TASK_EXITED,   /* exit_code / signal say how */
+	TASK_FAILED,   /* could not start (runc error, bad image): reason says */
+	TASK_LOST,     /* its node stopped answering, or forgot it */
+	TASK_KILLED,   /* stopped on request */
+};
+enum node_state { NODE_READY = 0, NODE_LOST };
+
+struct task {
+	uint32_t idx;
+	enum task_state state;
+	char node[NODE_NAME_MAX + 1];
+	uint32_t gpu_pos[RES_MAX_GPUS]; /* positions in the node's gpu array */
+	uint32_t ngpus;
+	int exit_code;  /* valid in TASK_EXITED */
+	int signal;     /* non-zero: killed by this signal */
+	char reason[REASON_MAX];
+	uint64_t started, finished; /* wall ms */
+	bool stop_sent;
+	/* Not stored: the latest utilization the agent reported. */
+	double cpu_pct;
+	uint64_t mem_used, cpu_ns_prev, cpu_ns_at;
+};
+
+struct job {
+	uint64_t id;
+	struct spec *spec;
+	enum job_state state;
+	char reason[REASON_MAX];
+	uint64_t submitted, finished; /* wall ms */
+	bool cancel;     /* cancel requested: stop tasks, end as cancelled */
+	bool dirty;      /* must be written in this turn */
+	uint32_t ntasks;
+	struct task *tasks;
+};
+
+struct node {
+	char name[NODE_NAME_MAX + 1];
+	enum node_state state;
+	struct res_node res;
+	cJSON *labels;          /* object, owned */
+	uint64_t registered;    /* wall ms */
+	bool dirty;
+	/* Session (not stored). */
+	uint64_t last_seen;     /* monotonic ms */
+	char boot[40];          /* the agent process we talk to */
+	bool poll_held;         /* a SYNC request is waiting for orders */
+	struct net_peer poll;
+	uint64_t order_seq;     /* last order seq issued */
+	uint64_t order_acked;   /* agent has processed orders <= this */
+	cJSON *orders;          /* array of orders not yet acked */
+	uint64_t event_acked;   /* we have processed events <= this */
+	double cpu_pct;
+	uint64_t mem_used;
+	cJSON *gpu_util;        /* array, owned, may be NULL */
+};
+
+/* A log request relayed to an agent; the mlctl request waits on it. */
+struct logreq {
+	uint64_t id;
+	struct net_peer peer;
+	uint64_t deadline; /* monotonic ms */
+	char node[NODE_NAME_MAX + 1];
+	struct logreq *next;
+};
+
+/* A reply or order to send once the turn's writes are committed. */
+struct outmsg {
+	nng_socket sock;
+	struct net_peer peer;
+	uint16_t type;
+	cJSON *body;
+	struct outmsg *next;
+};
+
+struct master_cfg {
+	const char *state_dir;
+	const char *listen;
+	const char *agent_listen;
+	const char *store_uri;
+	uint64_t node_timeout_ms;
+	uint64_t grace_ms;       /* default stop grace */
+	bool insecure;
+};
+
+struct master {
+	struct master_cfg cfg;
+	struct store *store;
+	nng_socket ctl, agents;
+	char boot[40];
+	uint64_t next_job_id;
+	/* Jobs in id order (ids only grow, so appending keeps the order). */
+	struct job **jobs;
+	size_t njobs, cap_jobs;
+	struct node **nodes;
+	size_t nnodes, cap_nodes;
+	bool sched_dirty;     /* something changed that may let a job place */
+	struct logreq *logreqs;
+	uint64_t next_logreq;
+	struct outmsg *out_head, **out_tail;
+	uint64_t seq;
+};
+
+/* state.c: the model and its persistence. */
+const char *job_state_str(enum job_state s);
+const char *task_state_str(enum task_state s);
+bool job_terminal(enum job_state s);
+bool task_terminal(enum task_state s);
+struct job *job_find(struct master *m, const char *ref); /* id or name */
+struct job *job_by_id(struct master *m, uint64_t id);
+struct node *node_find(struct master *m, const char *name);
+struct node *node_add(struct master *m, const char *name);
+/* Create a job from a validated spec (takes ownership of spec). */
+struct job *job_create(struct master *m, struct spec *spec);
+/* Recompute the job's state from its tasks; queue stop orders when the job
+ * failed or is being cancelled. */
+void job_update(struct master *m, struct job *j);
+/* Give a task's resources back to its node (if any) and mark it terminal. */
+void task_finish(struct master *m, struct job *j, struct task *t, enum task_state st);
+int state_load(struct master *m);
+/* Write dirty jobs and nodes (inside the caller's transaction). */
+int state_flush(struct master *m);
+cJSON *job_to_json(const struct master *m, const struct job *j, bool full);
+cJSON *node_to_json(const struct node *n, bool full);
+
+/* sched.c */
+/* Try to place every pending job; returns the number placed. */
+int sched_run(struct master *m);
+
+/* agents.c */
+void agents_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
+		   cJSON *body);
+/* Queue an order for a node (takes ownership of order) and wake its poll. */
+void agents_order(struct master *m, struct node *n, cJSON *order);
+void agents_order_start(struct master *m, struct job *j, struct task *t);
+void agents_order_stop(struct master *m, struct job *j, struct task *t);
+/* Answer held polls that have orders; mark silent nodes lost. */
+void agents_tick(struct master *m);
+
+/* api.c */
+void api_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
+		cJSON *body);
+/* A log chunk came back from an agent. */
+void api_log_reply(struct master *m, uint64_t req, cJSON *event);
+/* Fail log requests whose agent did not answer in time. */
+void api_tick(struct master *m);
+
+/* main.c */
+void out_reply(struct master *m, nng_socket sock, const struct net_peer *peer, uint16_t type,
+	       cJSON *body);
+
+#endif

@@ -1,0 +1,566 @@
+/*
+ * state.c - jobs, tasks and nodes in memory, and their records in the store.
+ *
+ * Keys: "jobs/<16 hex digits of id>" (so key order is id order), "nodes/<name>",
+ * "meta/next_job_id".  Values are JSON.  A node's allocations are not
+ * stored: they are derived from the tasks placed on it when the master loads.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "master.h"
+#include "util.h"
+#include "wire.h"
+
+static const char *job_states[] = {"pending", "placing", "running", "succeeded", "failed",
+				   "cancelled"};
+static const char *task_states[] = {"none",   "assigned", "starting", "running",
+				    "exited", "failed",   "lost",     "killed"};
+
+const char *job_state_str(enum job_state s)
+{
+	return (unsigned)s < sizeof(job_states) / sizeof(*job_states) ? job_states[s] : "?";
+}
+
+const char *task_state_str(enum task_state s)
+{
+	return (unsigned)s < sizeof(task_states) / sizeof(*task_states) ? task_states[s] : "?";
+}
+
+static int parse_enum(const char *s, const char **names, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+bool job_terminal(enum job_state s)
+{
+	return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED;
+}
+
+bool task_terminal(enum task_state s)
+{
+	return s == TASK_EXITED || s == TASK_FAILED || s == TASK_LOST || s == TASK_KILLED;
+}
+
+struct job *job_by_id(struct master *m, uint64_t id)
+{
+	size_t lo = 0, hi = m->njobs;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (m->jobs[mid]->id == id)
+			return m->jobs[mid];
+		if (m->jobs[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/*
+ * A reference is a job id ("42") or a name.  A name picks the newest job of
+ * that name that is not finished, else the newest one.
+ */
+struct job *job_find(struct master *m, const char *ref)
+{
+	char *end;
+	unsigned long long id = strtoull(ref, &end, 10);
+	struct job *done = NULL;
+
+	if (*ref >= '0' && *ref <= '9' && *end == '\0')
+		return job_by_id(m, id);
+	for (size_t i = m->njobs; i-- > 0;) {
+		struct job *j = m->jobs[i];
+		if (strcmp(j->spec->name, ref) != 0)
+			continue;
+		if (!job_terminal(j->state))
+			return j;
+		if (!done)
+			done = j;
+	}
+	return done;
+}
+
+struct node *node_find(struct master *m, const char *name)
+{
+	for (size_t i = 0; i < m->nnodes; i++)
+		if (strcmp(m->nodes[i]->name, name) == 0)
+			return m->nodes[i];
+	return NULL;
+}
+
+struct node *node_add(struct master *m, const char *name)
+{
+	struct node *n = xcalloc(1, sizeof(*n));
+
+	strlcpy_ok(n->name, name, sizeof(n->name));
+	n->labels = cJSON_CreateObject();
+	n->orders = cJSON_CreateArray();
+	n->registered = wall_ms();
+	n->dirty = true;
+	if (m->nnodes == m->cap_nodes) {
+		m->cap_nodes = m->cap_nodes ? m->cap_nodes * 2 : 16;
+		m->nodes = xrealloc(m->nodes, m->cap_nodes * sizeof(*m->nodes));
+	}
+	m->nodes[m->nnodes++] = n;
+	return n;
+}
+
+static void job_append(struct master *m, struct job *j)
+{
+	if (m->njobs == m->cap_jobs) {
+		m->cap_jobs = m->cap_jobs ? m->cap_jobs * 2 : 64;
+		m->jobs = xrealloc(m->jobs, m->cap_jobs * sizeof(*m->jobs));
+	}
+	m->jobs[m->njobs++] = j;
+}
+
+struct job *job_create(struct master *m, struct spec *spec)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+
+	j->id = m->next_job_id++;
+	j->spec = spec;
+	j->state = JOB_PENDING;
+	j->submitted = wall_ms();
+	j->ntasks = spec_ntasks(spec);
+	j->tasks = xcalloc(j->ntasks, sizeof(*j->tasks));
+	for (uint32_t i = 0; i < j->ntasks; i++)
+		j->tasks[i].idx = i;
+	j->dirty = true;
+	job_append(m, j);
+	m->sched_dirty = true;
+	return j;
+}
+
+void task_finish(struct master *m, struct job *j, struct task *t, enum task_state st)
+{
+	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) {
+		struct node *n = node_find(m, t->node);
+		if (n)
+			res_give(&n->res, &j->spec->res, t->gpu_pos, t->ngpus);
+		m->sched_dirty = true;
+	}
+	t->state = st;
+	t->finished = wall_ms();
+	j->dirty = true;
+}
+
+/* Ask every live task of j to stop (once). */
+static void job_stop_tasks(struct master *m, struct job *j)
+{
+	for (uint32_t i = 0; i < j->ntasks; i++) {
+		struct task *t = &j->tasks[i];
+		if (t->state == TASK_NONE) {
+			t->state = TASK_KILLED;
+			j->dirty = true;
+		} else if (!task_terminal(t->state) && !t->stop_sent) {
+			agents_order_stop(m, j, t);
+		}
+	}
+}
+
+void job_update(struct master *m, struct job *j)
+{
+	uint32_t running = 0, ok = 0, live = 0;
+	struct task *bad = NULL;
+	enum job_state old = j->state;
+
+	if (job_terminal(j->state))
+		return;
+	for (uint32_t i = 0; i < j->ntasks; i++) {
+		struct task *t = &j->tasks[i];
+		if (t->state == TASK_RUNNING)
+			running++;
+		if (t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0)
+			ok++;
+		else if (task_terminal(t->state) && !bad)
+			bad = t;
+		if (t->state != TASK_NONE && !task_terminal(t->state))
+			live++;
+	}
+	if (j->cancel) {
+		job_stop_tasks(m, j);
+		if (live == 0) {
+			j->state = JOB_CANCELLED;
+			snprintf(j->reason, sizeof(j->reason), "cancelled by user");
+		}
+	} else if (bad) {
+		/* A gang never runs half: one task down stops the others. */
+		job_stop_tasks(m, j);
+		if (!j->reason[0]) {
+			if (bad->state == TASK_EXITED && bad->signal)
+				snprintf(j->reason, sizeof(j->reason), "task %u killed by signal %d",
+					 bad->idx, bad->signal);
+			else if (bad->state == TASK_EXITED)
+				snprintf(j->reason, sizeof(j->reason), "task %u exited with code %d",
+					 bad->idx, bad->exit_code);
+			else
+				snprintf(j->reason, sizeof(j->reason), "task %u %s: %.200s", bad->idx,
+					 task_state_str(bad->state), bad->reason);
+		}
+		if (live == 0)
+			j->state = JOB_FAILED;
+	} else if (ok == j->ntasks) {
+		j->state = JOB_SUCCEEDED;
+		j->reason[0] = '\0';
+	} else if (running + ok == j->ntasks) {
+		j->state = JOB_RUNNING;
+		j->reason[0] = '\0';
+	}
+	if (job_terminal(j->state))
+		j->finished = wall_ms();
+	if (j->state != old) {
+		j->dirty = true;
+		log_info("job=%" PRIu64 " name=%s %s -> %s%s%s", j->id, j->spec->name,
+			 job_state_str(old), job_state_str(j->state), j->reason[0] ? ": " : "",
+			 j->reason);
+	}
+}
+
+/* ---- JSON forms ---- */
+
+static cJSON *task_to_json(const struct master *m, const struct job *j, const struct task *t,
+			   bool store)
+{
+	cJSON *o = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(o, "gpus");
+	struct node *n = t->node[0] ? node_find((struct master *)m, t->node) : NULL;
+
+	cJSON_AddNumberToObject(o, "task", t->idx);
+	cJSON_AddStringToObject(o, "state", task_state_str(t->state));
+	cJSON_AddStringToObject(o, "node", t->node);
+	for (uint32_t i = 0; i < t->ngpus; i++) {
+		/* The store keeps positions; users see device indices. */
+		uint32_t v = t->gpu_pos[i];
+		if (!store && n && v < n->res.ngpus)
+			v = n->res.gpus[v].index;
+		cJSON_AddItemToArray(g, cJSON_CreateNumber(v));
+	}
+	cJSON_AddNumberToObject(o, "exit_code", t->exit_code);
+	cJSON_AddNumberToObject(o, "signal", t->signal);
+	cJSON_AddStringToObject(o, "reason", t->reason);
+	cJSON_AddNumberToObject(o, "started", (double)t->started);
+	cJSON_AddNumberToObject(o, "finished", (double)t->finished);
+	if (store)
+		cJSON_AddBoolToObject(o, "stop_sent", t->stop_sent);
+	else {
+		cJSON_AddNumberToObject(o, "cpu_pct", t->cpu_pct);
+		cJSON_AddNumberToObject(o, "mem_used", (double)t->mem_used);
+	}
+	(void)j;
+	return o;
+}
+
+static cJSON *job_json(const struct master *m, const struct job *j, bool full, bool store)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "id", (double)j->id);
+	cJSON_AddStringToObject(o, "name", j->spec->name);
+	cJSON_AddStringToObject(o, "kind", spec_kind_str(j->spec->kind));
+	cJSON_AddStringToObject(o, "state", job_state_str(j->state));
+	cJSON_AddStringToObject(o, "reason", j->reason);
+	cJSON_AddNumberToObject(o, "priority", j->spec->priority);
+	cJSON_AddNumberToObject(o, "ntasks", j->ntasks);
+	cJSON_AddNumberToObject(o, "gpus_milli", (double)j->spec->res.gpus_milli * j->ntasks);
+	cJSON_AddNumberToObject(o, "submitted", (double)j->submitted);
+	cJSON_AddNumberToObject(o, "finished", (double)j->finished);
+	cJSON_AddBoolToObject(o, "cancel", j->cancel);
+	if (full) {
+		cJSON *ts = cJSON_AddArrayToObject(o, "tasks");
+		for (uint32_t i = 0; i < j->ntasks; i++)
+			cJSON_AddItemToArray(ts, task_to_json(m, j, &j->tasks[i], store));
+		cJSON_AddItemToObject(o, "spec", spec_to_json(j->spec));
+	}
+	return o;
+}
+
+cJSON *job_to_json(const struct master *m, const struct job *j, bool full)
+{
+	return job_json(m, j, full, false);
+}
+
+cJSON *node_to_json(const struct node *n, bool full)
+{
+	cJSON *o = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(o, "gpus");
+
+	cJSON_AddStringToObject(o, "name", n->name);
+	cJSON_AddStringToObject(o, "state", n->state == NODE_READY ? "ready" : "lost");
+	cJSON_AddNumberToObject(o, "cpu_milli", n->res.cpu_total);
+	cJSON_AddNumberToObject(o, "cpu_used", n->res.cpu_used);
+	cJSON_AddNumberToObject(o, "memory", (double)n->res.mem_total);
+	cJSON_AddNumberToObject(o, "memory_used", (double)n->res.mem_used);
+	cJSON_AddNumberToObject(o, "registered", (double)n->registered);
+	for (uint32_t i = 0; i < n->res.ngpus; i++) {
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddNumberToObject(e, "index", n->res.gpus[i].index);
+		cJSON_AddNumberToObject(e, "memory", (double)n->res.gpus[i].mem);
+		cJSON_AddStringToObject(e, "model", n->res.gpus[i].model);
+		if (full)
+			cJSON_AddNumberToObject(e, "used_milli", n->res.gpus[i].used_milli);
+		cJSON_AddItemToArray(g, e);
+	}
+	cJSON_AddItemToObject(o, "labels", cJSON_Duplicate(n->labels, 1));
+	if (full) {
+		cJSON_AddNumberToObject(o, "util_cpu_pct", n->cpu_pct);
+		cJSON_AddNumberToObject(o, "util_mem_used", (double)n->mem_used);
+		if (n->gpu_util)
+			cJSON_AddItemToObject(o, "util_gpus", cJSON_Duplicate(n->gpu_util, 1));
+	}
+	return o;
+}
+
+/* ---- persistence ---- */
+
+static int put_json(struct master *m, const char *key, cJSON *o)
+{
+	char *s = cJSON_PrintUnformatted(o);
+	int rv = store_put(m->store, key, s, strlen(s));
+
+	free(s);
+	return rv;
+}
+
+int state_flush(struct master *m)
+{
+	char key[STORE_KEY_MAX], num[32];
+	int rv;
+
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct node *n = m->nodes[i];
+		if (!n->dirty)
+			continue;
+		cJSON *o = node_to_json(n, false);
+		snprintf(key, sizeof(key), "nodes/%s", n->name);
+		rv = put_json(m, key, o);
+		cJSON_Delete(o);
+		if (rv != 0)
+			return rv;
+		n->dirty = false;
+	}
+	/* Dirty jobs are recent or active; scanning from the end finds them
+	 * without walking years of finished jobs in the common case. */
+	for (size_t i = m->njobs; i-- > 0;) {
+		struct job *j = m->jobs[i];
+		if (!j->dirty)
+			continue;
+		cJSON *o = job_json(m, j, true, true);
+		snprintf(key, sizeof(key), "jobs/%016" PRIx64, j->id);
+		rv = put_json(m, key, o);
+		cJSON_Delete(o);
+		if (rv != 0)
+			return rv;
+		j->dirty = false;
+	}
+	snprintf(num, sizeof(num), "%" PRIu64, m->next_job_id);
+	return store_put(m->store, "meta/next_job_id", num, strlen(num));
+}
+
+static int get_u64(const cJSON *o, const char *k, uint64_t *v)
+{
+	return wire_get_u64(o, k, UINT64_MAX >> 11, v);
+}
+
+static int load_node(const char *key, const void *val, size_t len, void *arg)
+{
+	struct master *m = arg;
+	cJSON *o = cJSON_ParseWithLength(val, len), *g, *e;
+	const char *name;
+	int rv = ERR_STORE;
+
+	if (!o || wire_get_str(o, "name", NODE_NAME_MAX, &name) != 0) {
+		log_error("store: %s: not a node record", key);
+		goto out;
+	}
+	struct node *n = node_add(m, name);
+	uint64_t v;
+	n->dirty = false;
+	n->state = NODE_LOST; /* until its agent speaks again */
+	n->last_seen = now_ms();
+	if (get_u64(o, "cpu_milli", &v) == 0)
+		n->res.cpu_total = (uint32_t)v;
+	if (get_u64(o, "memory", &v) == 0)
+		n->res.mem_total = v;
+	if (get_u64(o, "registered", &v) == 0)
+		n->registered = v;
+	g = cJSON_GetObjectItemCaseSensitive(o, "gpus");
+	cJSON_ArrayForEach(e, g)
+	{
+		const char *model = "";
+		if (n->res.ngpus >= RES_MAX_GPUS)
+			break;
+		struct res_gpu *rg = &n->res.gpus[n->res.ngpus++];
+		if (get_u64(e, "index", &v) == 0)
+			rg->index = (uint32_t)v;
+		if (get_u64(e, "memory", &v) == 0)
+			rg->mem = v;
+		wire_get_str(e, "model", RES_MODEL_LEN - 1, &model);
+		strlcpy_ok(rg->model, model, sizeof(rg->model));
+	}
+	if ((g = cJSON_GetObjectItemCaseSensitive(o, "labels")) && cJSON_IsObject(g)) {
+		cJSON_Delete(n->labels);
+		n->labels = cJSON_Duplicate(g, 1);
+	}
+	rv = 0;
+out:
+	cJSON_Delete(o);
+	return rv;
+}
+
+static int load_task(struct master *m, struct job *j, const cJSON *o)
+{
+	const char *s;
+	uint64_t v;
+	int64_t iv;
+	const cJSON *g, *e;
+	struct task *t;
+
+	if (get_u64(o, "task", &v) != 0 || v >= j->ntasks)
+		return ERR_STORE;
+	t = &j->tasks[v];
+	if (wire_get_str(o, "state", 32, &s) != 0 ||
+	    (iv = parse_enum(s, task_states, (int)(sizeof(task_states) / sizeof(*task_states)))) < 0)
+		return ERR_STORE;
+	t->state = (enum task_state)iv;
+	if (wire_get_str(o, "node", NODE_NAME_MAX, &s) == 0)
+		strlcpy_ok(t->node, s, sizeof(t->node));
+	if (wire_get_int(o, "exit_code", INT32_MIN, INT32_MAX, &iv) == 0)
+		t->exit_code = (int)iv;
+	if (wire_get_int(o, "signal", 0, 128, &iv) == 0)
+		t->signal = (int)iv;
+	if (wire_get_str(o, "reason", REASON_MAX - 1, &s) == 0)
+		strlcpy_ok(t->reason, s, sizeof(t->reason));
+	get_u64(o, "started", &t->started);
+	get_u64(o, "finished", &t->finished);
+	wire_get_bool(o, "stop_sent", &t->stop_sent);
+	g = cJSON_GetObjectItemCaseSensitive(o, "gpus");
+	cJSON_ArrayForEach(e, g)
+	{
+		if (t->ngpus < RES_MAX_GPUS && cJSON_IsNumber(e))
+			t->gpu_pos[t->ngpus++] = (uint32_t)e->valuedouble;
+	}
+	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) {
+		struct node *n = node_find(m, t->node);
+		if (!n) {
+			t->state = TASK_LOST;
+			snprintf(t->reason, sizeof(t->reason), "node %s is not known", t->node);
+			j->dirty = true;
+		} else {
+			res_take(&n->res, &j->spec->res, t->gpu_pos, t->ngpus);
+		}
+	}
+	return 0;
+}
+
+static int load_job(const char *key, const void *val, size_t len, void *arg)
+{
+	struct master *m = arg;
+	cJSON *o = cJSON_ParseWithLength(val, len);
+	const cJSON *spec_j, *ts, *e;
+	struct spec *spec = NULL;
+	struct job *j = NULL;
+	char err[SPEC_ERR_LEN];
+	const char *s;
+	int64_t iv;
+	int rv = ERR_STORE;
+
+	if (!o || wire_get_object(o, "spec", &spec_j) != 0) {
+		log_error("store: %s: not a job record", key);
+		goto out;
+	}
+	if (spec_from_json(spec_j, &spec, err, sizeof(err)) != 0) {
+		log_error("store: %s: %s", key, err);
+		goto out;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->spec = spec;
+	j->ntasks = spec_ntasks(spec);
+	j->tasks = xcalloc(j->ntasks, sizeof(*j->tasks));
+	for (uint32_t i = 0; i < j->ntasks; i++)
+		j->tasks[i].idx = i;
+	if (get_u64(o, "id", &j->id) != 0 || wire_get_str(o, "state", 32, &s) != 0 ||
+	    (iv = parse_enum(s, job_states, (int)(sizeof(job_states) / sizeof(*job_states)))) < 0) {
+		log_error("store: %s: bad id or state", key);
+		goto out;
+	}
+	j->state = (enum job_state)iv;
+	if (wire_get_str(o, "reason", REASON_MAX - 1, &s) == 0)
+		strlcpy_ok(j->reason, s, sizeof(j->reason));
+	get_u64(o, "submitted", &j->submitted);
+	get_u64(o, "finished", &j->finished);
+	wire_get_bool(o, "cancel", &j->cancel);
+	ts = cJSON_GetObjectItemCaseSensitive(o, "tasks");
+	cJSON_ArrayForEach(e, ts)
+	{
+		if (load_task(m, j, e) != 0) {
+			log_error("store: %s: bad task record", key);
+			goto out;
+		}
+	}
+	if (m->njobs && m->jobs[m->njobs - 1]->id >= j->id) {
+		log_error("store: %s: job ids out of order", key);
+		goto out;
+	}
+	job_append(m, j);
+	if (j->id >= m->next_job_id)
+		m->next_job_id = j->id + 1;
+	j = NULL;
+	rv = 0;
+out:
+	if (j) {
+		free(j->tasks);
+		spec_free(j->spec);
+		free(j);
+	} else if (rv != 0) {
+		spec_free(spec);
+	}
+	cJSON_Delete(o);
+	return rv;
+}
+
+int state_load(struct master *m)
+{
+	void *val;
+	size_t len;
+	int rv;
+
+	m->next_job_id = 1;
+	if ((rv = store_get(m->store, "meta/next_job_id", &val, &len)) == 0) {
+		m->next_job_id = strtoull(val, NULL, 10);
+		free(val);
+	} else if (rv != ERR_NOENT) {
+		return rv;
+	}
+	if ((rv = store_list(m->store, "nodes/", load_node, m)) != 0)
+		return rv;
+	if ((rv = store_list(m->store, "jobs/", load_job, m)) != 0)
+		return rv;
+	/* Tasks that were placed but whose agent never confirmed them get
+	 * their start orders again; agents ignore starts they already ran. */
+	for (size_t i = 0; i < m->njobs; i++) {
+		struct job *j = m->jobs[i];
+		if (job_terminal(j->state))
+			continue;
+		m->sched_dirty = true;
+		for (uint32_t k = 0; k < j->ntasks; k++) {
+			struct task *t = &j->tasks[k];
+			if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING)
+				agents_order_start(m, j, t);
+			if (t->stop_sent && !task_terminal(t->state)) {
+				t->stop_sent = false;
+				agents_order_stop(m, j, t);
+			}
+		}
+	}
+	log_info("loaded %zu nodes and %zu jobs; next job id %" PRIu64, m->nnodes, m->njobs,
+		 m->next_job_id);
+	return 0;
+}
