@@ -32,7 +32,7 @@ static bool connected;
 static int timeout_ms = 10000;
 
 static const char usage_main[] =
-	"usage: mlctl [--master URL] [-o json] VERB [ARGS]\n"
+	"usage: mlctl [--master URL] [--timeout 10s] [-o json] VERB [ARGS]\n"
 	"\n"
 	"verbs:\n"
 	"  run [--gpus N] [--memory 8G] [--cpus 2] [--name X] [--kind K] [--wait]\n"
@@ -605,6 +605,13 @@ int main(int argc, char **argv)
 			if (strcmp(argv[i + 1], "json") != 0)
 				die(2, "-o: only json is supported");
 			json_out = true;
+			i += 2;
+		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+			uint64_t ms;
+			if (units_parse_duration(argv[i + 1], &ms) != 0 || ms == 0 || ms > 3600000)
+				die(2, "--timeout: \"%s\" is not a duration (like 500ms, 10s)",
+				    argv[i + 1]);
+			timeout_ms = (int)ms;
 			i += 2;
 		} else if (strcmp(argv[i], "--version") == 0) {
 			puts("mlctl " MLSCHED_VERSION);

@@ -1,0 +1,135 @@
+# lib.sh - helpers for integration tests: a real mlmaster and real mlagents
+# on loopback, real runc containers, and clean-up that runs even when a test
+# fails.  Source it from a test script; see run-one() at the bottom.
+#
+# Environment: MLS_BUILD (folder with master/, agent/ binaries), MLS_ROOTFS
+# (a busybox rootfs made by contrib/mkrootfs.sh).
+
+set -u
+
+: "${MLS_BUILD:?MLS_BUILD must name the build folder}"
+: "${MLS_ROOTFS:?MLS_ROOTFS must name a busybox rootfs}"
+
+MLMASTER=$MLS_BUILD/master/mlmaster
+MLAGENT=$MLS_BUILD/agent/mlagent
+MLCTL_BIN=$MLS_BUILD/master/ctl/mlctl
+
+T=$(mktemp -d /tmp/mls-it.XXXXXX)
+MASTER_PID=
+declare -A AGENT_PID=()
+CTL_PORT=
+AGENT_PORT=
+FAILED=0
+
+log() { printf '# %s\n' "$*"; }
+
+mlctl() { "$MLCTL_BIN" --master "tcp://127.0.0.1:$CTL_PORT" "$@"; }
+
+# fail MESSAGE: record a failed assertion (the test goes on to clean up).
+fail() {
+	log "FAIL: $*"
+	FAILED=1
+}
+
+# check DESCRIPTION COMMAND...: assert that COMMAND succeeds.
+check() {
+	local what=$1
+	shift
+	if "$@"; then
+		log "ok: $what"
+	else
+		fail "$what"
+	fi
+}
+
+# wait_for SECONDS COMMAND...: poll COMMAND every 50 ms until it succeeds.
+wait_for() {
+	local deadline=$((SECONDS + $1))
+	shift
+	while ((SECONDS <= deadline)); do
+		if "$@" >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	return 1
+}
+
+start_master() {
+	local tries
+	for tries in 1 2 3 4 5; do
+		[ -n "$CTL_PORT" ] || CTL_PORT=$((20000 + RANDOM % 20000))
+		[ -n "$AGENT_PORT" ] || AGENT_PORT=$((CTL_PORT + 1))
+		"$MLMASTER" --insecure --state-dir "$T/master" --listen "tcp://127.0.0.1:$CTL_PORT" \
+			--agent-listen "tcp://127.0.0.1:$AGENT_PORT" --grace 1s "$@" \
+			>>"$T/master.log" 2>&1 &
+		MASTER_PID=$!
+		if wait_for 5 grep -q "listening on tcp://127.0.0.1:$CTL_PORT" "$T/master.log"; then
+			return 0
+		fi
+		kill -9 "$MASTER_PID" 2>/dev/null
+		wait "$MASTER_PID" 2>/dev/null
+		MASTER_PID=
+		if grep -q "cannot listen" "$T/master.log" && [ "$tries" -lt 5 ]; then
+			CTL_PORT= AGENT_PORT=
+			continue
+		fi
+		break
+	done
+	log "mlmaster did not start:"
+	sed 's/^/#   /' "$T/master.log"
+	return 1
+}
+
+# start_agent NAME [mlagent options...]
+start_agent() {
+	local name=$1
+	shift
+	"$MLAGENT" --insecure --master "tcp://127.0.0.1:$AGENT_PORT" --name "$name" \
+		--state-dir "$T/agent-$name" --heartbeat 200ms "$@" >>"$T/agent-$name.log" 2>&1 &
+	AGENT_PID[$name]=$!
+	wait_for 5 node_ready "$name" || {
+		log "agent $name did not register"
+		return 1
+	}
+}
+
+node_ready() { mlctl -o json nodes | jq -e --arg n "$1" '.[] | select(.name == $n and .state == "ready")' >/dev/null; }
+
+# job_field JOB FIELD: a top-level field of `mlctl -o json status JOB`.
+job_field() {
+	mlctl -o json status "$1" | jq -r ".$2"
+}
+
+job_state_is() { [ "$(job_field "$1" state)" = "$2" ]; }
+
+# Every test ends here, pass or fail: stop daemons, remove containers.
+cleanup() {
+	local name root id
+	for name in "${!AGENT_PID[@]}"; do
+		kill -9 "${AGENT_PID[$name]}" 2>/dev/null
+	done
+	[ -n "$MASTER_PID" ] && kill -9 "$MASTER_PID" 2>/dev/null
+	wait 2>/dev/null
+	for root in "$T"/agent-*/runc; do
+		[ -d "$root" ] || continue
+		for id in $(runc --root "$root" list -q 2>/dev/null); do
+			runc --root "$root" kill "$id" KILL >/dev/null 2>&1
+			runc --root "$root" delete --force "$id" >/dev/null 2>&1
+		done
+	done
+	if [ "$FAILED" != 0 ]; then
+		for f in "$T"/*.log; do
+			log "--- $(basename "$f")"
+			tail -n 40 "$f" | sed 's/^/#   /'
+		done
+	fi
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# finish: the last line of every test script.
+finish() {
+	exit "$FAILED"
+}
