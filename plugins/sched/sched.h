@@ -1,0 +1,253 @@
+/*
+ * sched.h - the scheduler core: nodes indexed by free GPUs, placement
+ * policies (plugins), gangs placed all or nothing, a reservation for the
+ * head of the queue with backfill around it, and preemption.
+ *
+ * Pure computation: no I/O, no threads, no master structures.  mlmaster
+ * mirrors its nodes and jobs into a struct sched; mlbench drives the same
+ * code with simulated nodes.  Not thread-safe: one owner thread.
+ *
+ * THE INDEX.  Every node sits in exactly one bucket, keyed by its number of
+ * free whole GPUs (0..RES_MAX_GPUS; a GPU is "free whole" when nothing of it
+ * is handed out).  Buckets are arrays with O(1) removal (swap with last; each
+ * node remembers its position), so taking or giving back resources moves a
+ * node between buckets in O(1).  A task that wants g whole GPUs only looks at
+ * buckets g..RES_MAX_GPUS: binpack walks them upward (the first fitting node
+ * leaves the fewest free GPUs), spread walks them downward.  Within a bucket
+ * a node can still fail on memory, CPU, GPU memory, model, labels or a
+ * reservation; those checks are O(1) each, and in GPU clusters the GPU count
+ * is the binding dimension, so the walk is short.  Nodes with a GPU that is
+ * partly handed out (a share) are also kept in a second array, the "shared"
+ * set, so a fractional task finds a card to pack onto without a scan.
+ * A non-empty-bucket bitmap (64 bits + 1) lets a walk skip empty buckets.
+ */
+#ifndef MLSCHED_SCHED_H
+#define MLSCHED_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "res.h"
+
+#define SCHED_NAME_LEN 64
+#define SCHED_MAX_LABELS 16
+#define SCHED_LABEL_LEN 64
+#define SCHED_MAX_CONS 16 /* constraints per job */
+#define SCHED_MAX_IN 8    /* values in one "in" constraint */
+#define SCHED_REASON_LEN 256
+#define SCHED_NONE UINT32_MAX
+
+struct sched_label {
+	char key[SCHED_LABEL_LEN];
+	char val[SCHED_LABEL_LEN];
+};
+
+enum sched_cons_op { SCHED_EQ = 0, SCHED_NE, SCHED_IN };
+
+/* A label constraint: "zone=a", "pool!=cloud", "gpu in (a100, h100)".
+ * A node without the key fails EQ and IN and passes NE. */
+struct sched_cons {
+	char key[SCHED_LABEL_LEN];
+	enum sched_cons_op op;
+	char vals[SCHED_MAX_IN][SCHED_LABEL_LEN];
+	uint32_t nvals; /* 1 for EQ and NE */
+};
+
+/* Parse one constraint.  0 or ERR_INVAL with a reason in why. */
+int sched_cons_parse(const char *text, struct sched_cons *c, char *why, size_t whylen);
+/* Format back to the canonical text ("gpu in (a100,h100)"). */
+void sched_cons_format(const struct sched_cons *c, char *buf, size_t len);
+
+struct sched_node {
+	uint32_t id; /* slot in the cluster, stable while the node exists */
+	char name[SCHED_NAME_LEN];
+	struct res_node res;
+	struct sched_label labels[SCHED_MAX_LABELS];
+	uint32_t nlabels;
+	bool schedulable;      /* ready and not drained; set with sched_node_set() */
+	uint64_t reserved_for; /* job id holding a reservation here, 0 = none */
+	/* Index bookkeeping: private to sched.c. */
+	uint32_t bucket, bpos, spos;
+};
+
+/* One placed task: a node and the GPU positions bound on it. */
+struct sched_slot {
+	uint32_t node;
+	uint32_t ngpus;
+	uint32_t gpu_pos[RES_MAX_GPUS];
+};
+
+struct sched;
+struct sched_policy;
+
+/* What a job asks for in one step: ntasks tasks, each needing res. */
+struct sched_req {
+	uint64_t job;       /* non-zero id: reservations and spread use it */
+	int32_t priority;
+	uint32_t ntasks;    /* placed all or nothing */
+	struct res res;     /* per task */
+	const char *gpu_model;  /* substring of the GPU model, NULL = any */
+	const struct sched_cons *cons;
+	uint32_t ncons;
+	const struct sched_policy *policy; /* NULL: binpack */
+	/* spread: node ids already running tasks of this job */
+	const uint32_t *avoid;
+	uint32_t navoid;
+};
+
+/*
+ * A placement policy.  pick() chooses the node for the next task of req
+ * given the tasks already chosen in this step (placed[0..nplaced), whose
+ * resources are already taken), or returns NULL when no node fits.  It must
+ * only return nodes for which sched_fits() is true, and should find them
+ * through the index (sched_bucket_*, sched_shared_*), never by scanning all
+ * nodes.  Plugins built as shared objects export one symbol,
+ * "sched_policy_plugin", of this type, with version SCHED_POLICY_VERSION.
+ */
+#define SCHED_POLICY_VERSION 1
+struct sched_policy {
+	uint32_t version;
+	const char *name;
+	struct sched_node *(*pick)(struct sched *s, const struct sched_req *req,
+				   const struct sched_slot *placed, uint32_t nplaced);
+};
+
+extern const struct sched_policy sched_binpack; /* plugins/sched/binpack */
+extern const struct sched_policy sched_spread;  /* plugins/sched/spread */
+
+/* A policy by name: built-ins and loaded plugins; NULL if unknown. */
+const struct sched_policy *sched_policy_find(const char *name);
+/* dlopen every *.so in dir and register the policies they export; a wrong
+ * version or a name already taken is an error (ERR_VERSION / ERR_EXIST) that
+ * names the file in why.  0 when all loaded. */
+int sched_policy_load_dir(const char *dir, char *why, size_t whylen);
+/* Register a policy linked into the program, with the same checks as a
+ * loaded one: ERR_VERSION, ERR_EXIST (name taken, built-ins included) or
+ * ERR_INVAL, with a reason in why.  p must outlive its registration. */
+int sched_policy_register(const struct sched_policy *p, char *why, size_t whylen);
+/* Forget every registered and loaded policy (dlclose-ing the loaded ones);
+ * the built-ins stay.  For shutdown and tests: no pointer from
+ * sched_policy_find() to a dropped policy may be used afterwards.  The
+ * registry is process-wide and not thread-safe: set it up at start-up. */
+void sched_policy_reset(void);
+
+
+struct sched *sched_new(void);
+void sched_free(struct sched *s); /* NULL is fine */
+
+/* Add a node with capacity cap (used fields must be 0) and labels; the node
+ * starts schedulable.  Returns the node (owned by s). */
+struct sched_node *sched_node_add(struct sched *s, const char *name, const struct res_node *cap,
+				  const struct sched_label *labels, uint32_t nlabels);
+/* Remove a node.  Its allocations vanish with it: the caller stops or
+ * requeues the tasks that were there. */
+void sched_node_remove(struct sched *s, struct sched_node *n);
+void sched_node_set(struct sched *s, struct sched_node *n, bool schedulable);
+/* Set labels (replacing them). */
+void sched_node_labels(struct sched *s, struct sched_node *n, const struct sched_label *labels,
+		       uint32_t nlabels);
+struct sched_node *sched_node_get(const struct sched *s, uint32_t id); /* NULL if none */
+struct sched_node *sched_node_by_name(const struct sched *s, const char *name);
+uint32_t sched_node_slots(const struct sched *s); /* ids are < this */
+const char *sched_label_get(const struct sched_node *n, const char *key); /* NULL if absent */
+
+/* Index access for policies. */
+uint32_t sched_bucket_len(const struct sched *s, uint32_t free_gpus);
+struct sched_node *sched_bucket_at(const struct sched *s, uint32_t free_gpus, uint32_t i);
+/* Lowest / highest non-empty bucket >= from (<= from), or SCHED_NONE. */
+uint32_t sched_bucket_next(const struct sched *s, uint32_t from);
+uint32_t sched_bucket_prev(const struct sched *s, uint32_t from);
+uint32_t sched_shared_len(const struct sched *s);
+struct sched_node *sched_shared_at(const struct sched *s, uint32_t i);
+
+/* Could one task of req go on n now?  Checks schedulable, the reservation
+ * (a node reserved for another job is off limits), labels, GPU model and
+ * res_fit.  On true, fills slot (node and GPU positions). */
+bool sched_fits(const struct sched *s, const struct sched_node *n, const struct sched_req *req,
+		struct sched_slot *slot);
+
+/*
+ * Place req->ntasks tasks all or nothing with req's policy.  On success
+ * fills slots[0..ntasks), takes the resources and returns 0.  Otherwise
+ * returns ERR_NOFIT and the cluster is exactly as before.
+ */
+int sched_place(struct sched *s, const struct sched_req *req, struct sched_slot *slots);
+/* Take a known placement again (the master reloading its state): 0, or
+ * ERR_NOFIT if it no longer fits (then nothing is taken). */
+int sched_take(struct sched *s, const struct res *r, const struct sched_slot *slots, uint32_t n);
+/* Give back what sched_place or sched_take took. */
+void sched_release(struct sched *s, const struct res *r, const struct sched_slot *slots,
+		   uint32_t n);
+
+/* Why req does not fit now, for people: "needs 8 GPUs on one node; best
+ * node has 6 free".  Walks all nodes: for status pages, not the hot path. */
+void sched_explain(const struct sched *s, const struct sched_req *req, char *buf, size_t len);
+
+/* ---- the queue: ordering, reservation, backfill, preemption ---- */
+
+/* A job as the queue pass sees it. */
+struct sched_job {
+	struct sched_req req; /* pending: what to place now */
+	uint64_t order;       /* submission order: smaller goes first */
+	bool may_preempt;     /* false while its earlier victims are still stopping */
+	/* Running jobs: what they hold (nslots tasks of req.res each).  Only
+	 * jobs handed in as "running" are preemption candidates. */
+	const struct sched_slot *held;
+	uint32_t nheld;
+	void *user;           /* for the caller */
+};
+
+enum sched_action_type {
+	SCHED_PLACED,  /* job placed: slots[0..req.ntasks) taken */
+	SCHED_PREEMPT, /* stop every task of job (whole job) for for_job */
+	SCHED_WAIT,    /* job stays pending; reason says why */
+};
+
+struct sched_action {
+	enum sched_action_type type;
+	struct sched_job *job;
+	struct sched_job *for_job;     /* SCHED_PREEMPT */
+	const struct sched_slot *slots; /* SCHED_PLACED; valid during the callback */
+	char reason[SCHED_REASON_LEN]; /* SCHED_WAIT, SCHED_PREEMPT */
+};
+
+typedef void (*sched_emit_fn)(void *arg, const struct sched_action *a);
+
+/*
+ * One pass over the queue.  pending jobs are tried highest priority first,
+ * then by order.  A job that fits is placed (SCHED_PLACED).  The first job
+ * that does not fit but could on an empty cluster gets a reservation: a set
+ * of nodes that could hold its tasks, chosen to need the least waiting, that
+ * no other job may use (nodes keep reserved_for across passes while that
+ * job stays at the head).  Jobs behind it still place on the other nodes
+ * (backfill), which cannot delay it.  A job that does not fit and may_preempt
+ * looks for victims among running jobs of strictly lower priority: the
+ * fewest, lowest-priority whole jobs whose release makes it fit; none are
+ * chosen unless it then fits.  Victims are emitted as SCHED_PREEMPT (their
+ * resources stay taken until the caller releases them as their tasks stop),
+ * and the job gets a reservation on the nodes they free.  Every job left
+ * pending gets one SCHED_WAIT with a reason.  Returns the number placed.
+ *
+ * Details: there is at most one reservation, held by the first blocked job
+ * that could fit on an empty cluster; a job that could not gets a WAIT
+ * saying so and no reservation.  A job that fits only if reserved nodes are
+ * counted waits "behind job J's reservation" and does not preempt.  Later
+ * blocked jobs may still preempt (at most 16 victim searches per pass), but
+ * only the reservation holder gets the nodes its victims free reserved.  A
+ * running job chosen as a victim is neither chosen again nor placed in the
+ * same pass.  The pass is deterministic: same state and inputs, same
+ * actions in the same order.  emit must not change s (no sched_place(),
+ * sched_release() or node changes from inside it): apply PREEMPT by
+ * releasing the victims after sched_pass() returns.
+ */
+int sched_pass(struct sched *s, struct sched_job **pending, size_t npending,
+	       struct sched_job **running, size_t nrunning, sched_emit_fn emit, void *arg);
+
+/* Drop every reservation (e.g. when the reserved job was cancelled): those
+ * of job, or of every job when job is 0. */
+void sched_unreserve(struct sched *s, uint64_t job);
+/* The job holding the reservation after the last pass, 0 if none. */
+uint64_t sched_reserved_job(const struct sched *s);
+
+#endif
