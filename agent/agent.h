@@ -16,6 +16,7 @@
 
 #include "gpu/gpu.h"
 #include "runc.h"
+#include "seal.h"
 #include "sysinfo.h"
 
 struct atask {
@@ -32,12 +33,20 @@ struct atask {
 };
 
 struct agent_cfg {
-	const char *master, *name, *state_dir, *gpus, *labels, *runc_bin, *runc_root;
+	const char *master, *name, *state_dir, *gpus, *labels, *runc_bin, *runc_root, *address;
+	const char *join;
 	uint64_t cpus_milli, memory, heartbeat_ms;
 	bool insecure;
 };
 
+#define RAN_MAX 4096
+
 struct agent {
+	struct {
+		uint64_t job;
+		uint32_t idx, attempt;
+	} ran[RAN_MAX];  /* recent starts, see ran_before() */
+	size_t ran_next;
 	struct agent_cfg cfg;
 	struct runc runc;
 	nng_socket sock;
@@ -62,6 +71,8 @@ struct agent {
 	cJSON *labels;
 	struct cpu_sampler cpu;
 	char logs_dir[PATH_MAX], tasks_dir[PATH_MAX];
+	struct seal_ctx *seal;
+	char last_error[256];  /* the master's last refusal, logged once */
 };
 
 #endif

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -33,6 +36,7 @@
 
 #define LOG_CHUNK_MAX (64 * 1024)
 #define MAX_PENDING_EVENTS 100000
+#define EVENTS_PER_SYNC 1000 /* the master takes at most 4096 per message */
 
 /* ---- events to the master ---- */
 
@@ -130,7 +134,10 @@ static char **make_env(const cJSON *order, size_t *n)
 	return v;
 }
 
-static void start_task(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx)
+static void remember_ran(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt);
+
+static void start_task(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx,
+		       uint32_t attempt)
 {
 	const char *image = NULL, *workdir = "/work";
 	const cJSON *cmd, *g;
@@ -147,6 +154,7 @@ static void start_task(struct agent *a, const cJSON *o, uint64_t job, uint32_t i
 
 	t->job = job;
 	t->idx = idx;
+	remember_ran(a, job, idx, attempt);
 	snprintf(t->id, sizeof(t->id), "mls-%" PRIu64 "-%u", job, idx);
 	if (snprintf(t->dir, sizeof(t->dir), "%s/%s", a->tasks_dir, t->id) >= (int)sizeof(t->dir)) {
 		snprintf(why, sizeof(why), "--state-dir path too long");
@@ -315,11 +323,33 @@ out:
 	free(path);
 }
 
+/*
+ * A start order can arrive twice (a reply lost, a master restarted before
+ * it saw our acknowledgement).  Remember the recent (job, task, attempt)
+ * triples this process started so that a repeat never runs a task again.
+ */
+static bool ran_before(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt)
+{
+	for (size_t i = 0; i < RAN_MAX; i++)
+		if (a->ran[i].job == job && a->ran[i].idx == idx && a->ran[i].attempt == attempt &&
+		    a->ran[i].job)
+			return true;
+	return false;
+}
+
+static void remember_ran(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt)
+{
+	a->ran[a->ran_next].job = job;
+	a->ran[a->ran_next].idx = idx;
+	a->ran[a->ran_next].attempt = attempt;
+	a->ran_next = (a->ran_next + 1) % RAN_MAX;
+}
+
 static void handle_orders(struct agent *a, const cJSON *body)
 {
 	const char *boot = "";
 	const cJSON *orders, *o;
-	uint64_t ack = 0;
+	uint64_t ack = 0, t0 = now_ms();
 
 	wire_get_str(body, "boot", 39, &boot);
 	if (strcmp(boot, a->master_boot) != 0) {
@@ -331,14 +361,21 @@ static void handle_orders(struct agent *a, const cJSON *body)
 	}
 	if (wire_get_u64(body, "ack", UINT64_MAX >> 11, &ack) == 0)
 		events_acked(a, ack);
+	a->next_sync = 0; /* acknowledge at once */
 	if (wire_get_array(body, "orders", 100000, &orders) != 0)
 		return;
 	cJSON_ArrayForEach(o, orders)
 	{
 		const char *op = "";
-		uint64_t seq = 0, job = 0, idx = 0, grace = 10000;
+		uint64_t seq = 0, job = 0, idx = 0, grace = 10000, attempt = 0;
 		if (wire_get_u64(o, "seq", UINT64_MAX >> 11, &seq) != 0 || seq <= a->order_ack)
 			continue;
+		/* Starting containers blocks this loop (runc takes tens of ms
+		 * each): stop after a share of the heartbeat interval, say
+		 * what we did, and take the rest from the master's next
+		 * answer (it keeps orders until they are acknowledged). */
+		if (now_ms() - t0 > a->cfg.heartbeat_ms / 2)
+			break;
 		a->order_ack = seq;
 		wire_get_str(o, "op", 16, &op);
 		if (wire_get_u64(o, "job", UINT64_MAX >> 11, &job) != 0 ||
@@ -347,8 +384,10 @@ static void handle_orders(struct agent *a, const cJSON *body)
 			continue;
 		}
 		if (strcmp(op, "start") == 0) {
-			if (!task_find(a, job, (uint32_t)idx))
-				start_task(a, o, job, (uint32_t)idx);
+			wire_get_u64(o, "attempt", UINT32_MAX, &attempt);
+			if (!task_find(a, job, (uint32_t)idx) &&
+			    !ran_before(a, job, (uint32_t)idx, (uint32_t)attempt))
+				start_task(a, o, job, (uint32_t)idx, (uint32_t)attempt);
 		} else if (strcmp(op, "stop") == 0) {
 			wire_get_u64(o, "grace_ms", 3600000, &grace);
 			stop_task(a, job, (uint32_t)idx, grace);
@@ -358,7 +397,6 @@ static void handle_orders(struct agent *a, const cJSON *body)
 			log_warn("order %" PRIu64 ": unknown op \"%s\": ignored", seq, op);
 		}
 	}
-	a->next_sync = 0; /* acknowledge at once */
 }
 
 /* ---- the SYNC message ---- */
@@ -367,6 +405,7 @@ static cJSON *capacity_json(struct agent *a)
 {
 	cJSON *c = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(c, "gpus");
 
+	cJSON_AddStringToObject(c, "address", a->cfg.address);
 	cJSON_AddNumberToObject(c, "cpu_milli", a->cpu_milli);
 	cJSON_AddNumberToObject(c, "memory", (double)a->mem_total);
 	for (size_t i = 0; i < a->ngpus; i++) {
@@ -402,19 +441,30 @@ static cJSON *util_json(struct agent *a)
 
 static void send_sync(struct agent *a)
 {
-	cJSON *b = cJSON_CreateObject(), *ts;
+	cJSON *b = cJSON_CreateObject(), *ts, *ev, *e;
 	int rv;
 
 	cJSON_AddStringToObject(b, "node", a->cfg.name);
 	cJSON_AddStringToObject(b, "boot", a->boot);
 	cJSON_AddNumberToObject(b, "ack", (double)a->order_ack);
+	/* Whose order numbers ack counts: a new master must not take an ack
+	 * meant for its predecessor. */
+	cJSON_AddStringToObject(b, "master_boot", a->master_boot);
+	if (a->cfg.join)
+		cJSON_AddStringToObject(b, "join", a->cfg.join);
 	cJSON_AddItemToObject(b, "capacity", capacity_json(a));
 	cJSON_AddItemToObject(b, "util", util_json(a));
-	cJSON_AddItemToObject(b, "events", cJSON_Duplicate(a->events, 1));
+	ev = cJSON_AddArrayToObject(b, "events");
+	cJSON_ArrayForEach(e, a->events)
+	{
+		if (cJSON_GetArraySize(ev) >= EVENTS_PER_SYNC)
+			break;
+		cJSON_AddItemToArray(ev, cJSON_Duplicate(e, 1));
+	}
 	ts = cJSON_AddArrayToObject(b, "tasks");
 	for (struct atask *t = a->tasks; t; t = t->next) {
-		cJSON *e = cJSON_CreateObject();
 		uint64_t cpu = 0, mem = 0;
+		e = cJSON_CreateObject();
 		cgroup_usage(t->cgroup, &cpu, &mem);
 		cJSON_AddNumberToObject(e, "job", (double)t->job);
 		cJSON_AddNumberToObject(e, "task", t->idx);
@@ -543,6 +593,27 @@ static int setup_gpus(struct agent *a)
 	return 0;
 }
 
+/* The address peers use for this node: the host name's first IPv4 address
+ * that is not loopback, else loopback (a one-machine cluster). */
+static const char *default_address(void)
+{
+	static char buf[INET_ADDRSTRLEN] = "127.0.0.1";
+	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res, *r;
+	char host[256] = "";
+
+	if (gethostname(host, sizeof(host) - 1) != 0 || getaddrinfo(host, NULL, &hints, &res) != 0)
+		return buf;
+	for (r = res; r; r = r->ai_next) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)r->ai_addr;
+		if ((ntohl(sin->sin_addr.s_addr) >> 24) == 127)
+			continue;
+		inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+		break;
+	}
+	freeaddrinfo(res);
+	return buf;
+}
+
 static void parse_labels(struct agent *a)
 {
 	char *copy, *tok, *save = NULL;
@@ -579,6 +650,10 @@ int main(int argc, char **argv)
 		{"gpus", OPT_STR, NULL, "declared GPUs, e.g. 4x80G:A100 (default: NVML)",
 		 &a.cfg.gpus},
 		{"labels", OPT_STR, NULL, "node labels, e.g. zone=a,pool=onprem", &a.cfg.labels},
+		{"address", OPT_STR, NULL,
+		 "address other nodes reach this one at (MASTER_ADDR of gangs; default: "
+		 "the host name's first IPv4 address)",
+		 &a.cfg.address},
 		{"cpus", OPT_UINT, NULL, "CPU millicores to offer (default: all online CPUs)",
 		 &a.cfg.cpus_milli},
 		{"memory", OPT_SIZE, NULL, "memory to offer (default: MemTotal)", &a.cfg.memory},
@@ -587,6 +662,7 @@ int main(int argc, char **argv)
 		{"runc", OPT_STR, "runc", "runc binary", &a.cfg.runc_bin},
 		{"runc-root", OPT_STR, NULL, "runc --root (default STATE_DIR/runc)",
 		 &a.cfg.runc_root},
+		{"join", OPT_STR, NULL, "join token from `mlmaster token`", &a.cfg.join},
 		{"insecure", OPT_BOOL, NULL, "unsealed traffic (local development only)",
 		 &a.cfg.insecure},
 		{"log-level", OPT_STR, "info", "error, warn, info or debug", &level},
@@ -596,8 +672,8 @@ int main(int argc, char **argv)
 	enum log_level lvl;
 	unsigned subs;
 
-	rv = opt_parse(tab, argc, argv, &nargs, "mlagent", "--insecure [OPTIONS]", err,
-		       sizeof(err));
+	rv = opt_parse(tab, argc, argv, &nargs, "mlagent", "--join TOKEN | --insecure [OPTIONS]",
+		       err, sizeof(err));
 	if (rv == 1)
 		return 0;
 	if (rv != 0) {
@@ -613,9 +689,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mlagent: bad --log-level or --debug value\n");
 		return 2;
 	}
-	if (!a.cfg.insecure) {
-		fprintf(stderr, "mlagent: sealed (encrypted) traffic is not available in this "
-				"version; pass --insecure to run on a trusted network\n");
+	if (!a.cfg.insecure && !a.cfg.join) {
+		fprintf(stderr, "mlagent: --join TOKEN is required (print it with `mlmaster "
+				"token`), or --insecure for unsealed local development\n");
 		return 2;
 	}
 	if (a.cfg.heartbeat_ms < 100) {
@@ -637,6 +713,29 @@ int main(int argc, char **argv)
 	log_set_subs(subs);
 	if (sodium_init() < 0)
 		fatal("libsodium failed to initialise");
+	if (mkdir_p(a.cfg.state_dir, 0750) != 0)
+		fatal("cannot create --state-dir %s: %s", a.cfg.state_dir, strerror(errno));
+	if (!a.cfg.insecure) {
+		uint8_t mpk[SEAL_PK_LEN], secret[SEAL_SECRET_LEN];
+		struct seal_key key;
+		char *kp = xasprintf("%s/agent.key", a.cfg.state_dir);
+		bool created;
+		if (seal_token_parse(a.cfg.join, mpk, secret) != 0) {
+			fprintf(stderr, "mlagent: --join: not a join token (mlmaster token "
+					"prints one)\n");
+			return 2;
+		}
+		if (seal_key_load_or_create(kp, &key, &created, err, sizeof(err)) != 0)
+			fatal("%s", err);
+		if (created)
+			log_info("created the agent key %s", kp);
+		free(kp);
+		a.seal = seal_ctx_new(&key);
+		sodium_memzero(&key, sizeof(key));
+		sodium_memzero(secret, sizeof(secret));
+		net_seal(a.seal, true);
+		net_peer_key(mpk);
+	}
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
 		fatal("prctl(PR_SET_CHILD_SUBREAPER): %s", strerror(errno));
 	snprintf(a.logs_dir, sizeof(a.logs_dir), "%s/logs", a.cfg.state_dir);
@@ -650,6 +749,8 @@ int main(int argc, char **argv)
 	a.runc.root = a.cfg.runc_root;
 	a.cpu_milli = a.cfg.cpus_milli ? (uint32_t)a.cfg.cpus_milli : sysinfo_cpu_milli();
 	a.mem_total = a.cfg.memory ? a.cfg.memory : sysinfo_mem_total();
+	if (!a.cfg.address)
+		a.cfg.address = default_address();
 	parse_labels(&a);
 	setup_gpus(&a);
 	a.events = cJSON_CreateArray();
@@ -673,8 +774,8 @@ int main(int argc, char **argv)
 	nng_socket_set_ms(a.sock, NNG_OPT_REQ_RESENDTIME, (nng_duration)(a.cfg.heartbeat_ms * 3));
 	if (net_recv_fd(a.sock, &nfd) != 0)
 		fatal("cannot get the socket descriptor");
-	log_info("mlagent %s node=%s master=%s: %u millicores, %" PRIu64 " MiB, %zu GPUs",
-		 MLSCHED_VERSION, a.cfg.name, a.cfg.master, a.cpu_milli, a.mem_total >> 20,
+	log_info("mlagent %s node=%s address=%s master=%s: %u millicores, %" PRIu64 " MiB, %zu GPUs",
+		 MLSCHED_VERSION, a.cfg.name, a.cfg.address, a.cfg.master, a.cpu_milli, a.mem_total >> 20,
 		 a.ngpus);
 
 	for (;;) {
@@ -714,9 +815,16 @@ int main(int argc, char **argv)
 				break;
 			}
 			a.in_flight = false;
-			if (h.type == WIRE_ORDERS)
+			if (h.type == WIRE_ORDERS) {
+				a.last_error[0] = '\0';
 				handle_orders(&a, body);
-			else
+			} else if (h.type == WIRE_ERROR) {
+				const char *msg = "?";
+				wire_get_str(body, "message", 200, &msg);
+				if (strcmp(msg, a.last_error) != 0)
+					log_error("the master refuses this agent: %s", msg);
+				strlcpy_ok(a.last_error, msg, sizeof(a.last_error));
+			} else
 				log_warn("unexpected %s message from the master", wire_type_str(h.type));
 			cJSON_Delete(body);
 		}
@@ -729,6 +837,7 @@ int main(int argc, char **argv)
 		a.gpu->fini(a.gpu_ctx);
 	cJSON_Delete(a.events);
 	cJSON_Delete(a.labels);
+	seal_ctx_free(a.seal);
 	free(runc_root);
 	return 0;
 }

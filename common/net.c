@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 
+#include <sodium.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -13,6 +14,24 @@
 #include "net.h"
 #include "util.h"
 #include "log.h"
+
+static struct seal_ctx *seal_ctx;
+static bool seal_required;
+static bool have_peer_key;
+static uint8_t peer_key[SEAL_PK_LEN];
+
+void net_seal(struct seal_ctx *ctx, bool required)
+{
+	seal_ctx = ctx;
+	seal_required = required;
+}
+
+void net_peer_key(const uint8_t *pk)
+{
+	have_peer_key = pk != NULL;
+	if (pk)
+		memcpy(peer_key, pk, SEAL_PK_LEN);
+}
 
 int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen)
 {
@@ -25,7 +44,7 @@ int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen)
 	/* Replies may be held for a while (long polls, log relays): make
 	 * sure bursts of agents do not drop requests. */
 	nng_socket_set_int(*s, NNG_OPT_RECVBUF, 1024);
-	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, WIRE_HDR_LEN + WIRE_MAX_BODY);
+	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, SEAL_MAX_FRAME);
 	if ((rv = nng_listen(*s, url, NULL, 0)) != 0) {
 		snprintf(why, whylen, "cannot listen on %s: %s", url, nng_strerror(rv));
 		nng_close(*s);
@@ -44,7 +63,7 @@ int net_dial_req(const char *url, int recv_timeout_ms, nng_socket *s, char *why,
 	}
 	nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, recv_timeout_ms);
 	nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, recv_timeout_ms);
-	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, WIRE_HDR_LEN + WIRE_MAX_BODY);
+	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, SEAL_MAX_FRAME);
 	nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, 20);
 	nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, 500);
 	if ((rv = nng_dial(*s, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
@@ -60,15 +79,24 @@ int net_recv_fd(nng_socket s, int *fd)
 	return nng_socket_get_int(s, NNG_OPT_RECVFD, fd) == 0 ? 0 : ERR_IO;
 }
 
+/* Encode (and seal to pk, when given and sealing is on) into a message. */
 static int msg_from_frame(uint16_t type, uint64_t seq, uint64_t sender, const cJSON *body,
-			  nng_msg **out)
+			  const uint8_t *pk, nng_msg **out)
 {
-	uint8_t *buf;
-	size_t len;
+	uint8_t *buf, *sealed;
+	size_t len, slen;
 	int rv;
 
 	if ((rv = wire_encode(type, seq, sender, body, &buf, &len)) != 0)
 		return rv;
+	if (seal_ctx && pk) {
+		rv = seal_frame(seal_ctx, pk, buf, len, &sealed, &slen);
+		free(buf);
+		if (rv != 0)
+			return rv;
+		buf = sealed;
+		len = slen;
+	}
 	if (nng_msg_alloc(out, 0) != 0 || nng_msg_append(*out, buf, len) != 0) {
 		free(buf);
 		fprintf(stderr, "out of memory\n");
@@ -78,9 +106,37 @@ static int msg_from_frame(uint16_t type, uint64_t seq, uint64_t sender, const cJ
 	return 0;
 }
 
-static int decode_msg(nng_msg *m, struct wire_hdr *h, cJSON **body, char *why, size_t whylen)
+/*
+ * Open (when sealed) and decode a received message.  *sealed and pk say who
+ * sealed it.  Unsealed frames are refused when sealing is required.
+ */
+static int decode_msg(nng_msg *m, struct wire_hdr *h, cJSON **body, bool *sealed, uint8_t *pk,
+		      char *why, size_t whylen)
 {
-	return wire_decode(nng_msg_body(m), nng_msg_len(m), h, body, why, whylen);
+	const uint8_t *buf = nng_msg_body(m);
+	size_t len = nng_msg_len(m);
+	uint8_t *plain;
+	size_t plen;
+	int rv;
+
+	*sealed = seal_is_sealed(buf, len);
+	if (!*sealed) {
+		if (seal_required) {
+			snprintf(why, whylen,
+				 "unsealed message refused (this side runs without --insecure)");
+			return ERR_PROTO;
+		}
+		return wire_decode(buf, len, h, body, why, whylen);
+	}
+	if (!seal_ctx) {
+		snprintf(why, whylen, "sealed message, but this side has no key (--insecure)");
+		return ERR_PROTO;
+	}
+	if ((rv = seal_open(seal_ctx, buf, len, &plain, &plen, pk, why, whylen)) != 0)
+		return rv;
+	rv = wire_decode(plain, plen, h, body, why, whylen);
+	free(plain);
+	return rv;
 }
 
 int net_recv_raw(nng_socket s, struct net_peer *peer, struct wire_hdr *h, cJSON **body, char *why,
@@ -103,7 +159,7 @@ int net_recv_raw(nng_socket s, struct net_peer *peer, struct wire_hdr *h, cJSON 
 		return ERR_PROTO;
 	}
 	memcpy(peer->bt, nng_msg_header(m), peer->btlen);
-	rv = decode_msg(m, h, body, why, whylen);
+	rv = decode_msg(m, h, body, &peer->sealed, peer->pk, why, whylen);
 	nng_msg_free(m);
 	return rv;
 }
@@ -114,7 +170,7 @@ int net_reply_raw(nng_socket s, const struct net_peer *peer, uint16_t type, uint
 	nng_msg *m;
 	int rv;
 
-	if ((rv = msg_from_frame(type, seq, sender, body, &m)) != 0)
+	if ((rv = msg_from_frame(type, seq, sender, body, peer->sealed ? peer->pk : NULL, &m)) != 0)
 		return rv;
 	if (nng_msg_header_append(m, peer->bt, peer->btlen) != 0) {
 		nng_msg_free(m);
@@ -136,7 +192,7 @@ int net_send(nng_socket s, uint16_t type, uint64_t seq, uint64_t sender, const c
 	nng_msg *m;
 	int rv;
 
-	if ((rv = msg_from_frame(type, seq, sender, body, &m)) != 0)
+	if ((rv = msg_from_frame(type, seq, sender, body, have_peer_key ? peer_key : NULL, &m)) != 0)
 		return rv;
 	if ((rv = nng_sendmsg(s, m, flags)) != 0) {
 		nng_msg_free(m);
@@ -160,7 +216,18 @@ int net_recv(nng_socket s, struct wire_hdr *h, cJSON **body, int flags, char *wh
 		snprintf(why, whylen, "receive: %s", nng_strerror(rv));
 		return ERR_IO;
 	}
-	rv = decode_msg(m, h, body, why, whylen);
+	{
+		bool sealed;
+		uint8_t pk[SEAL_PK_LEN];
+		rv = decode_msg(m, h, body, &sealed, pk, why, whylen);
+		/* A reply must come from the master we sealed to. */
+		if (rv == 0 && have_peer_key && (!sealed || sodium_memcmp(pk, peer_key, SEAL_PK_LEN))) {
+			snprintf(why, whylen, "reply not sealed by the master's key: refused");
+			cJSON_Delete(*body);
+			*body = NULL;
+			rv = ERR_PROTO;
+		}
+	}
 	nng_msg_free(m);
 	return rv;
 }

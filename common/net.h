@@ -16,15 +16,31 @@
 #include <nng/nng.h>
 #include <cjson/cJSON.h>
 
+#include "seal.h"
 #include "wire.h"
 
 #define NET_BT_MAX 64 /* bytes of nng backtrace we keep */
 
-/* Who to answer: the backtrace of one raw request. */
+/* Who to answer: the backtrace of one raw request, and who sent it. */
 struct net_peer {
 	uint8_t bt[NET_BT_MAX];
 	size_t btlen;
+	bool sealed;             /* the request was sealed by pk */
+	uint8_t pk[SEAL_PK_LEN];
 };
+
+/*
+ * Sealing, process-wide (each process has one identity).  With a context,
+ * frames to a known key are sealed (replies go sealed to the key that sealed
+ * the request; clients seal to the peer key set here) and sealed frames are
+ * opened.  With required, unsealed frames are refused on receipt.  Without a
+ * context everything travels in the clear (--insecure).  Call before any
+ * other net_* function; the context stays owned by the caller.
+ */
+void net_seal(struct seal_ctx *ctx, bool required);
+/* Clients: the master's public key to seal requests to, and to check
+ * replies against.  NULL: send in the clear. */
+void net_peer_key(const uint8_t *pk);
 
 /* Open a raw rep socket listening on url.  0 or ERR_IO (why says). */
 int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen);

@@ -79,13 +79,13 @@ static int load_file(const struct opt *tab, const char *path, char *err, size_t 
 {
 	size_t len;
 	int lineno = 0, rv;
-	char *line, *save = NULL;
+	char *line, *rest;
 
 	if ((rv = file_read(path, 1 << 20, &file_text, &len)) != 0) {
 		snprintf(err, errlen, "%s: cannot read: %s", path, err_str(rv));
 		return ERR_INVAL;
 	}
-	for (line = strtok_r(file_text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+	for (rest = file_text; (line = strsep(&rest, "\n"));) {
 		char *hash = strchr(line, '#'), *eq, *key, *val;
 		const struct opt *o;
 		lineno++;
@@ -95,18 +95,23 @@ static int load_file(const struct opt *tab, const char *path, char *err, size_t 
 		if (!*key)
 			continue;
 		if (!(eq = strchr(key, '='))) {
-			snprintf(err, errlen, "%s: \"%s\": expected key = value", path, key);
+			snprintf(err, errlen, "%s:%d: \"%s\": expected key = value", path, lineno,
+				 key);
 			return ERR_INVAL;
 		}
 		*eq = '\0';
 		val = trim(eq + 1);
 		key = trim(key);
 		if (!(o = lookup(tab, key, strlen(key))) || strcmp(key, "config") == 0) {
-			snprintf(err, errlen, "%s: unknown key \"%s\"", path, key);
+			snprintf(err, errlen, "%s:%d: unknown key \"%s\"", path, lineno, key);
 			return ERR_INVAL;
 		}
-		if (set(o, val, err, errlen) != 0)
+		if (set(o, val, err, errlen) != 0) {
+			char inner[256];
+			snprintf(inner, sizeof(inner), "%s", err);
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, inner);
 			return ERR_INVAL;
+		}
 	}
 	return 0;
 }
@@ -149,7 +154,11 @@ int opt_parse(const struct opt *tab, int argc, char **argv, int *nargs, const ch
 			opt_usage(stdout, prog, synopsis, tab);
 			return 1;
 		}
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+		if (strcmp(argv[i], "--config") == 0 && i + 1 >= argc) {
+			snprintf(err, errlen, "--config needs a file");
+			return ERR_INVAL;
+		}
+		if (strcmp(argv[i], "--config") == 0)
 			config = argv[i + 1];
 		else if (strncmp(argv[i], "--config=", 9) == 0)
 			config = argv[i] + 9;

@@ -339,6 +339,7 @@ enum fid {
 	F_RESTART_MAX,
 	F_ENV,
 	F_POLICY,
+	F_CONSTRAINTS,
 	F_HEALTH,
 	F_HTTP,
 	F_EXEC,
@@ -353,7 +354,20 @@ enum fid {
 	F_COUNT
 };
 
-enum ftype { T_MAP, T_STR, T_KIND, T_RESTART, T_ARGV, T_ENV, T_U32, T_I32, T_SIZE, T_DUR, T_MILLI };
+enum ftype {
+	T_MAP,
+	T_STR,
+	T_KIND,
+	T_RESTART,
+	T_ARGV,
+	T_LIST,
+	T_ENV,
+	T_U32,
+	T_I32,
+	T_SIZE,
+	T_DUR,
+	T_MILLI
+};
 
 #define K_TRAIN (1u << SPEC_TRAIN)
 #define K_SERVE (1u << SPEC_SERVE)
@@ -397,6 +411,7 @@ static const struct field fields[F_COUNT] = {
     [F_RESTART_MAX] = {F_RESTART, "max", "max", T_U32, OFF(restart_max), 0, 1000000, K_ALL},
     [F_ENV] = {F_TOP, "env", "env", T_ENV, 0, 0, 0, K_ALL},
     [F_POLICY] = {F_TOP, "policy", "policy", T_STR, OFF(policy), 0, 0, K_ALL},
+    [F_CONSTRAINTS] = {F_TOP, "constraints", "constraints", T_LIST, OFF(constraints), 0, 0, K_ALL},
     [F_HEALTH] = {F_TOP, "health", "health", T_MAP, OFF(health.set), 0, 0, K_SERVE},
     [F_HTTP] = {F_HEALTH, "http", "http", T_STR, OFF(health.http), 0, 0, K_SERVE},
     [F_EXEC] = {F_HEALTH, "exec", "exec", T_ARGV, OFF(health.exec), 0, 0, K_SERVE},
@@ -532,13 +547,22 @@ static int decode_number(const struct ctx *c, const struct node *n, const char *
 
 /* A command: a list of scalars, or one string run by /bin/sh -c. */
 static int decode_argv(const struct ctx *c, const struct node *n, const char *path, char ***argvp,
-		       size_t *nargvp)
+		       size_t *nargvp, bool list)
 {
 	char ep[128]; /* path (< 96) + "[index]" */
 	char **argv;
 	const char *t = "";
 	int rv;
 
+	if (list && n->type != N_SEQ)
+		return fail(c, n->line, path, "expected %s", word_seq(c));
+	if (list && n->n > SPEC_MAX_CONSTRAINTS)
+		return fail(c, n->line, path, "more than %d entries", SPEC_MAX_CONSTRAINTS);
+	if (list && n->n == 0) {
+		*argvp = NULL;
+		*nargvp = 0;
+		return 0;
+	}
 	if (n->type == N_STR) {
 		if (n->has_nul)
 			return fail(c, n->line, path, "contains a NUL byte");
@@ -665,7 +689,9 @@ static int decode_field(const struct ctx *c, const struct node *n, enum fid f, s
 	}
 	case T_ARGV:
 		return decode_argv(c, n, path, (char ***)at(s, f),
-				   f == F_COMMAND ? &s->ncommand : &s->health.nexec);
+				   f == F_COMMAND ? &s->ncommand : &s->health.nexec, false);
+	case T_LIST:
+		return decode_argv(c, n, path, (char ***)at(s, f), &s->nconstraints, true);
 	case T_ENV:
 		return decode_env(c, n, s);
 	case T_U32:
@@ -762,7 +788,8 @@ static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 	}
 	if (!spec_name_ok(s->name))
 		return fail(c, w->line[F_NAME], fname(c, F_NAME),
-			    "%s is not a valid job name ([a-z0-9][a-z0-9._-]*, at most %d)",
+			    "%s is not a valid job name ([a-z0-9][a-z0-9._-]*, not all digits, at "
+			    "most %d)",
 			    quote(s->name, q, sizeof(q)), SPEC_NAME_MAX);
 	if (!image_ok(s->image))
 		return fail(c, w->line[F_IMAGE], fname(c, F_IMAGE),
@@ -1002,6 +1029,7 @@ cJSON *spec_to_json(const struct spec *s)
 	for (size_t i = 0; i < s->nenv; i++)
 		cJSON_AddStringToObject(o, s->env[i].key, s->env[i].val);
 	json_str(j, "policy", s->policy);
+	cJSON_AddItemToObject(j, "constraints", json_argv(s->constraints, s->nconstraints));
 	if (s->kind == SPEC_SERVE) {
 		if (s->health.set) {
 			o = cJSON_AddObjectToObject(j, "health");
@@ -1071,6 +1099,7 @@ const char *spec_restart_str(enum spec_restart r)
 	return "?";
 }
 
+/* Names that are all digits would read as job ids ("mlctl status 12"). */
 bool spec_name_ok(const char *name)
 {
 	size_t n;
@@ -1084,7 +1113,7 @@ bool spec_name_ok(const char *name)
 		      ch == '_' || ch == '-'))
 			return false;
 	}
-	return n <= SPEC_NAME_MAX;
+	return n <= SPEC_NAME_MAX && strspn(name, "0123456789") < n;
 }
 
 static void free_argv(char **argv, size_t n)
@@ -1111,5 +1140,6 @@ void spec_free(struct spec *s)
 	free(s->policy);
 	free(s->health.http);
 	free_argv(s->health.exec, s->health.nexec);
+	free_argv(s->constraints, s->nconstraints);
 	free(s);
 }

@@ -23,6 +23,7 @@
 #define SPEC_MAX_ARGS 256
 #define SPEC_MAX_ENV 256
 #define SPEC_MAX_TASKS 10000        /* workers, replicas + standby, array */
+#define SPEC_MAX_CONSTRAINTS 16
 #define SPEC_ERR_LEN 512
 
 enum spec_kind { SPEC_TRAIN = 0, SPEC_SERVE, SPEC_BATCH };
@@ -69,6 +70,9 @@ struct spec {
 	struct spec_env *env;
 	size_t nenv;
 	char *policy;        /* placement policy name or NULL */
+	char **constraints;  /* node label constraints: "zone=a", "pool!=cloud",
+			      * "gpu in (a100, h100)"; the master checks them */
+	size_t nconstraints;
 	struct spec_health health;
 	struct spec_autoscale autoscale;
 };

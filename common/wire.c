@@ -41,6 +41,8 @@ static const struct wire_type_info {
     {WIRE_CANCEL, "cancel", {{"job", F_STRING}}},
     {WIRE_NODES, "nodes", {{NULL, 0}}},
     {WIRE_LOGS, "logs", {{"job", F_STRING}, {"task", F_NUMBER}, {"offset", F_NUMBER}}},
+    {WIRE_DRAIN, "drain", {{"node", F_STRING}}},
+    {WIRE_UNCORDON, "uncordon", {{"node", F_STRING}}},
     {WIRE_OK, "ok", {{NULL, 0}}},
     {WIRE_ERROR, "error", {{"code", F_NUMBER}, {"message", F_STRING}}},
     {WIRE_SYNC, "sync", {{"node", F_STRING}, {"ack", F_NUMBER}}},

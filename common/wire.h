@@ -41,6 +41,8 @@ enum wire_type {
 	WIRE_CANCEL = 4, /* {job}                            -> {id, state}       */
 	WIRE_NODES = 5,  /* {}                               -> {nodes: [...]}    */
 	WIRE_LOGS = 6,   /* {job, task: n, offset: n, max: n} -> {data(base64), offset, eof, done} */
+	WIRE_DRAIN = 7,  /* {node, evict?: bool}             -> {node, state}     */
+	WIRE_UNCORDON = 8, /* {node}                         -> {node, state}     */
 	/* master -> mlctl replies */
 	WIRE_OK = 16,    /* body depends on the request */
 	WIRE_ERROR = 17, /* {code: int, message: "..."} */

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "err.h"
 #include "log.h"
 #include "master.h"
@@ -35,6 +37,58 @@ void agents_order(struct master *m, struct node *n, cJSON *order)
 	cJSON_AddItemToArray(n->orders, order);
 }
 
+/* The port rank r of job j listens on: a block of 64 ports per job in
+ * 20000..59999, so that jobs sharing a host (host network) rarely meet. */
+static unsigned gang_port(const struct job *j, uint32_t r)
+{
+	return 20000 + (unsigned)((j->id % 625) * 64) + (r % 64);
+}
+
+static const char *node_addr(struct master *m, const char *name)
+{
+	struct node *n = node_find(m, name);
+
+	return n && n->address[0] ? n->address : "127.0.0.1";
+}
+
+/*
+ * torchrun and TensorFlow conventions for a gang: RANK, WORLD_SIZE,
+ * LOCAL_RANK (rank among the gang's tasks on the same node), MASTER_ADDR and
+ * MASTER_PORT (rank 0's node and port), TF_CONFIG (every worker's address).
+ */
+static void gang_env(struct master *m, struct job *j, struct task *t, cJSON *env)
+{
+	cJSON *tf = cJSON_CreateObject(), *cl, *workers, *task;
+	uint32_t local = 0;
+	char buf[96], *s;
+
+	for (uint32_t i = 0; i < t->idx; i++)
+		if (strcmp(j->tasks[i].node, t->node) == 0)
+			local++;
+	snprintf(buf, sizeof(buf), "%u", t->idx);
+	cJSON_AddStringToObject(env, "RANK", buf);
+	snprintf(buf, sizeof(buf), "%u", j->ntasks);
+	cJSON_AddStringToObject(env, "WORLD_SIZE", buf);
+	snprintf(buf, sizeof(buf), "%u", local);
+	cJSON_AddStringToObject(env, "LOCAL_RANK", buf);
+	cJSON_AddStringToObject(env, "MASTER_ADDR", node_addr(m, j->tasks[0].node));
+	snprintf(buf, sizeof(buf), "%u", gang_port(j, 0));
+	cJSON_AddStringToObject(env, "MASTER_PORT", buf);
+	cl = cJSON_AddObjectToObject(tf, "cluster");
+	workers = cJSON_AddArrayToObject(cl, "worker");
+	for (uint32_t i = 0; i < j->ntasks; i++) {
+		snprintf(buf, sizeof(buf), "%s:%u", node_addr(m, j->tasks[i].node), gang_port(j, i));
+		cJSON_AddItemToArray(workers, cJSON_CreateString(buf));
+	}
+	task = cJSON_AddObjectToObject(tf, "task");
+	cJSON_AddStringToObject(task, "type", "worker");
+	cJSON_AddNumberToObject(task, "index", t->idx);
+	s = cJSON_PrintUnformatted(tf);
+	cJSON_AddStringToObject(env, "TF_CONFIG", s);
+	free(s);
+	cJSON_Delete(tf);
+}
+
 void agents_order_start(struct master *m, struct job *j, struct task *t)
 {
 	struct node *n = node_find(m, t->node);
@@ -48,6 +102,7 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 	cJSON_AddStringToObject(o, "op", "start");
 	cJSON_AddNumberToObject(o, "job", (double)j->id);
 	cJSON_AddNumberToObject(o, "task", t->idx);
+	cJSON_AddNumberToObject(o, "attempt", j->preemptions);
 	cJSON_AddStringToObject(o, "name", s->name);
 	cJSON_AddStringToObject(o, "image", s->image);
 	cJSON_AddStringToObject(o, "workdir", s->workdir ? s->workdir : "/work");
@@ -56,7 +111,7 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 		cJSON_AddItemToArray(a, cJSON_CreateString(s->command[i]));
 	a = cJSON_AddArrayToObject(o, "gpus");
 	for (uint32_t i = 0; i < t->ngpus; i++)
-		cJSON_AddItemToArray(a, cJSON_CreateNumber(n->res.gpus[t->gpu_pos[i]].index));
+		cJSON_AddItemToArray(a, cJSON_CreateNumber(n->cap.gpus[t->gpu_pos[i]].index));
 	cJSON_AddNumberToObject(o, "gpus_milli", s->res.gpus_milli);
 	cJSON_AddNumberToObject(o, "memory", (double)s->res.mem);
 	cJSON_AddNumberToObject(o, "cpu_milli", s->res.cpu_milli);
@@ -71,6 +126,12 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 	snprintf(buf, sizeof(buf), "%u", j->ntasks);
 	cJSON_AddStringToObject(env, "MLSCHED_TASK_COUNT", buf);
 	cJSON_AddStringToObject(env, "MLSCHED_NODE", n->name);
+	if (s->kind == SPEC_TRAIN)
+		gang_env(m, j, t, env);
+	if (s->kind == SPEC_BATCH) {
+		snprintf(buf, sizeof(buf), "%u", t->idx);
+		cJSON_AddStringToObject(env, "ARRAY_INDEX", buf);
+	}
 	agents_order(m, n, o);
 }
 
@@ -81,8 +142,10 @@ void agents_order_stop(struct master *m, struct job *j, struct task *t)
 
 	t->stop_sent = true;
 	j->dirty = true;
-	if (!n || n->state != NODE_READY)
-		return; /* nothing to tell; the task ends when the node does */
+	if (!n)
+		return;
+	/* Queued even for a node that is silent now: if it comes back, the
+	 * order is waiting; if it is declared lost, its orders go with it. */
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "op", "stop");
 	cJSON_AddNumberToObject(o, "job", (double)j->id);
@@ -117,6 +180,24 @@ static void drop_acked(struct node *n, uint64_t ack)
 	n->order_acked = ack;
 }
 
+/* Forget queued orders of one op for one task (NULL op: every op). */
+static void drop_orders(struct node *n, const char *op_name, uint64_t job, uint32_t task)
+{
+	cJSON *o = n->orders->child;
+
+	while (o) {
+		cJSON *next = o->next;
+		cJSON *op = cJSON_GetObjectItemCaseSensitive(o, "op");
+		cJSON *jj = cJSON_GetObjectItemCaseSensitive(o, "job");
+		cJSON *tt = cJSON_GetObjectItemCaseSensitive(o, "task");
+		if (cJSON_IsString(op) && (!op_name || strcmp(op->valuestring, op_name) == 0) &&
+		    cJSON_IsNumber(jj) && (uint64_t)jj->valuedouble == job && cJSON_IsNumber(tt) &&
+		    (uint32_t)tt->valuedouble == task)
+			cJSON_Delete(cJSON_DetachItemViaPointer(n->orders, o));
+		o = next;
+	}
+}
+
 static bool has_stop_order(struct node *n, uint64_t job, uint32_t task)
 {
 	cJSON *o;
@@ -134,48 +215,59 @@ static bool has_stop_order(struct node *n, uint64_t job, uint32_t task)
 	return false;
 }
 
-static void update_capacity(struct node *n, const cJSON *cap)
+/* The agent's capacity and labels; true when they changed. */
+static bool update_capacity(struct node *n, const cJSON *cap)
 {
 	const cJSON *gpus, *g, *labels;
+	const char *addr;
+	bool changed = false;
 	uint64_t v;
 	uint32_t i = 0;
 
-	if (wire_get_u64(cap, "cpu_milli", UINT32_MAX, &v) == 0 && v != n->res.cpu_total) {
-		n->res.cpu_total = (uint32_t)v;
+	if (wire_get_str(cap, "address", sizeof(n->address) - 1, &addr) == 0 &&
+	    strcmp(addr, n->address) != 0) {
+		strlcpy_ok(n->address, addr, sizeof(n->address));
 		n->dirty = true;
 	}
-	if (wire_get_u64(cap, "memory", UINT64_MAX >> 11, &v) == 0 && v != n->res.mem_total) {
-		n->res.mem_total = v;
-		n->dirty = true;
+	if (wire_get_u64(cap, "cpu_milli", UINT32_MAX, &v) == 0 && v != n->cap.cpu_total) {
+		n->cap.cpu_total = (uint32_t)v;
+		changed = true;
+	}
+	if (wire_get_u64(cap, "memory", UINT64_MAX >> 11, &v) == 0 && v != n->cap.mem_total) {
+		n->cap.mem_total = v;
+		changed = true;
 	}
 	if (wire_get_array(cap, "gpus", RES_MAX_GPUS, &gpus) == 0) {
 		cJSON_ArrayForEach(g, gpus)
 		{
-			struct res_gpu *rg = &n->res.gpus[i];
+			struct res_gpu *rg = &n->cap.gpus[i];
 			const char *model = "";
 			uint64_t idx = 0, mem = 0;
 			wire_get_u64(g, "index", 1024, &idx);
 			wire_get_u64(g, "memory", UINT64_MAX >> 11, &mem);
 			wire_get_str(g, "model", RES_MODEL_LEN - 1, &model);
-			if (i >= n->res.ngpus || rg->index != idx || rg->mem != mem ||
+			if (i >= n->cap.ngpus || rg->index != idx || rg->mem != mem ||
 			    strcmp(rg->model, model) != 0) {
 				rg->index = (uint32_t)idx;
 				rg->mem = mem;
 				strlcpy_ok(rg->model, model, sizeof(rg->model));
-				n->dirty = true;
+				changed = true;
 			}
 			i++;
 		}
-		if (i != n->res.ngpus) {
-			n->res.ngpus = i;
-			n->dirty = true;
+		if (i != n->cap.ngpus) {
+			n->cap.ngpus = i;
+			changed = true;
 		}
 	}
 	if (wire_get_object(cap, "labels", &labels) == 0 && !cJSON_Compare(labels, n->labels, 1)) {
 		cJSON_Delete(n->labels);
 		n->labels = cJSON_Duplicate(labels, 1);
-		n->dirty = true;
+		changed = true;
 	}
+	if (changed)
+		n->dirty = true;
+	return changed;
 }
 
 /* The job and task an event or listing names, if it is placed on n. */
@@ -216,6 +308,9 @@ static void apply_event(struct master *m, struct node *n, const cJSON *e)
 	wire_get_str(e, "reason", REASON_MAX - 1, &reason);
 	if (task_terminal(t->state))
 		return;
+	/* The agent has acted on the start: a copy still queued (a master
+	 * restart re-queues starts) must never run the task again. */
+	drop_orders(n, "start", j->id, t->idx);
 	if (strcmp(type, "started") == 0) {
 		if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING) {
 			t->state = TASK_RUNNING;
@@ -256,7 +351,9 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 		struct job *j = NULL;
 		struct task *t = lookup_task(m, n, e, &j);
 		uint64_t cpu_ns = 0, mem = 0, jid = 0, idx = 0;
+		const char *st = "";
 
+		wire_get_str(e, "state", 16, &st);
 		wire_get_u64(e, "cpu_ns", UINT64_MAX >> 11, &cpu_ns);
 		wire_get_u64(e, "mem", UINT64_MAX >> 11, &mem);
 		if (t && !task_terminal(t->state)) {
@@ -271,14 +368,14 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 		/* The agent runs something we do not want there any more. */
 		wire_get_u64(e, "job", UINT64_MAX >> 11, &jid);
 		wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx);
-		if (!has_stop_order(n, jid, (uint32_t)idx)) {
+		if (strcmp(st, "stopping") != 0 && !has_stop_order(n, jid, (uint32_t)idx)) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddStringToObject(o, "op", "stop");
 			cJSON_AddNumberToObject(o, "job", (double)jid);
 			cJSON_AddNumberToObject(o, "task", (double)idx);
 			cJSON_AddNumberToObject(o, "grace_ms", (double)m->cfg.grace_ms);
 			log_warn("node=%s runs job=%" PRIu64 " task=%" PRIu64
-				 " which is not placed there: stopping it",
+				 " which the master has ended or placed elsewhere: stopping it",
 				 n->name, jid, idx);
 			agents_order(m, n, o);
 		}
@@ -316,11 +413,41 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 	}
 }
 
+/*
+ * A sealed SYNC proves which key sent it.  A node already joined must use
+ * its recorded key; a new node, or one whose agent has a new key, must show
+ * the join secret.  On refusal the agent gets an error it logs.
+ */
+static bool agent_key_ok(struct master *m, struct node *n, const char *name,
+			 const struct net_peer *peer, const cJSON *body)
+{
+	const char *join = NULL;
+	uint8_t pk[SEAL_PK_LEN], secret[SEAL_SECRET_LEN];
+	const char *why;
+
+	if (n && n->has_pk && sodium_memcmp(n->pk, peer->pk, SEAL_PK_LEN) == 0)
+		return true;
+	if (wire_get_str(body, "join", SEAL_TOKEN_LEN, &join) == 0 &&
+	    seal_token_parse(join, pk, secret) == 0 && seal_secret_equal(secret, m->join_secret) &&
+	    sodium_memcmp(pk, m->key.pk, SEAL_PK_LEN) == 0) {
+		if (n && n->has_pk)
+			log_warn("node=%s joined again with a new key", name);
+		return true;
+	}
+	why = n && n->has_pk ? "this node name is registered with another agent key; join again "
+			       "with the current token"
+			     : "not joined: start mlagent with --join and the token from "
+			       "`mlmaster token`";
+	log_warn("node=%s refused: %s", name, why);
+	out_reply(m, m->agents, peer, WIRE_ERROR, wire_error_body(ERR_INVAL, "%s", why));
+	return false;
+}
+
 void agents_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
 		   cJSON *body)
 {
-	const char *name, *boot = "";
-	const cJSON *cap, *util, *events, *tasks, *e;
+	const char *name, *boot = "", *mboot = "";
+	const cJSON *cap, *util, *events = NULL, *tasks, *e;
 	struct node *n;
 	uint64_t ack = 0, seq;
 	bool news = false;
@@ -335,9 +462,20 @@ void agents_handle(struct master *m, const struct net_peer *peer, const struct w
 	}
 	wire_get_str(body, "boot", 39, &boot);
 	wire_get_u64(body, "ack", UINT64_MAX >> 11, &ack);
-	if (!(n = node_find(m, name))) {
+	/* An ack counts our orders only if the agent has heard from us. */
+	if (wire_get_str(body, "master_boot", 39, &mboot) != 0 || strcmp(mboot, m->boot) != 0)
+		ack = 0;
+	n = node_find(m, name);
+	if (!m->cfg.insecure && !agent_key_ok(m, n, name, peer, body))
+		return;
+	if (!n) {
 		n = node_add(m, name);
 		log_info("node=%s registered", name);
+	}
+	if (!m->cfg.insecure && (!n->has_pk || sodium_memcmp(n->pk, peer->pk, SEAL_PK_LEN))) {
+		memcpy(n->pk, peer->pk, SEAL_PK_LEN);
+		n->has_pk = true;
+		n->dirty = true;
 	}
 	if (strcmp(n->boot, boot) != 0) {
 		/* A new agent process: its event numbers start again. */
@@ -345,8 +483,8 @@ void agents_handle(struct master *m, const struct net_peer *peer, const struct w
 		n->event_acked = 0;
 		news = true;
 	}
-	if (wire_get_object(body, "capacity", &cap) == 0)
-		update_capacity(n, cap);
+	if ((wire_get_object(body, "capacity", &cap) == 0 && update_capacity(n, cap)) || !n->sn)
+		sched_sync_node(m, n);
 	if (wire_get_object(body, "util", &util) == 0) {
 		const cJSON *g;
 		uint64_t v;
@@ -361,15 +499,19 @@ void agents_handle(struct master *m, const struct net_peer *peer, const struct w
 		}
 	}
 	n->last_seen = now_ms();
-	if (n->state != NODE_READY) {
+	if (n->state != NODE_READY || !n->confirmed) {
 		n->state = NODE_READY;
+		n->confirmed = true;
 		n->dirty = true;
-		m->sched_dirty = true;
-		log_info("node=%s ready: %u GPUs, %u millicores", name, n->res.ngpus,
-			 n->res.cpu_total);
+		sched_node_state(m, n);
+		log_info("node=%s ready: %u GPUs, %u millicores%s", name, n->cap.ngpus,
+			 n->cap.cpu_total, n->drained ? " (drained)" : "");
 	}
 	drop_acked(n, ack);
-	if (wire_get_array(body, "events", MAX_EVENTS, &events) == 0) {
+	if (wire_get_array(body, "events", MAX_EVENTS, &events) == ERR_PROTO)
+		log_warn("node=%s sent more than %d events or a malformed list: ignored", name,
+			 MAX_EVENTS);
+	if (events) {
 		cJSON_ArrayForEach(e, events)
 		{
 			if (wire_get_u64(e, "seq", UINT64_MAX >> 11, &seq) != 0 ||
@@ -398,6 +540,7 @@ void agents_tick(struct master *m)
 			n->state = NODE_LOST;
 			n->dirty = true;
 			n->poll_held = false;
+			sched_node_state(m, n);
 			log_warn("node=%s lost: no heartbeat for %" PRIu64 " ms", n->name,
 				 now - n->last_seen);
 			for (size_t k = 0; k < m->njobs; k++) {

@@ -57,6 +57,23 @@ static void do_submit(struct master *m, const struct net_peer *peer, cJSON *body
 		reply_err(m, peer, ERR_INVAL, err);
 		return;
 	}
+	if (!sched_job_policy(m, spec)) {
+		snprintf(msg, sizeof(msg), "spec: policy: unknown placement policy \"%s\"",
+			 spec->policy ? spec->policy : m->cfg.sched_policy);
+		spec_free(spec);
+		reply_err(m, peer, ERR_INVAL, msg);
+		return;
+	}
+	for (size_t i = 0; i < spec->nconstraints; i++) {
+		struct sched_cons c;
+		char why[160];
+		if (sched_cons_parse(spec->constraints[i], &c, why, sizeof(why)) != 0) {
+			snprintf(msg, sizeof(msg), "spec: constraints[%zu]: %s", i, why);
+			spec_free(spec);
+			reply_err(m, peer, ERR_INVAL, msg);
+			return;
+		}
+	}
 	if ((j = job_find(m, spec->name)) && !job_terminal(j->state)) {
 		snprintf(msg, sizeof(msg), "job name \"%s\" is in use by job %" PRIu64 " (%s)",
 			 spec->name, j->id, job_state_str(j->state));
@@ -73,12 +90,35 @@ static void do_submit(struct master *m, const struct net_peer *peer, cJSON *body
 	out_reply(m, m->ctl, peer, WIRE_OK, r);
 }
 
+/*
+ * Unfinished jobs and the newest LIST_FINISHED finished ones; with "all",
+ * every job up to LIST_MAX (a reply must stay under the wire's size limit).
+ */
+#define LIST_FINISHED 500
+#define LIST_MAX 20000
+
 static void do_list(struct master *m, const struct net_peer *peer, cJSON *body)
 {
 	cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "jobs");
+	struct job **pick = xcalloc(m->njobs + 1, sizeof(*pick));
+	size_t finished = 0, omitted = 0, n = 0;
+	bool all = false;
 
-	for (size_t i = 0; i < m->njobs; i++)
-		cJSON_AddItemToArray(a, job_to_json(m, m->jobs[i], false));
+	wire_get_bool(body, "all", &all);
+	/* Walk from the newest so that the cut drops the oldest. */
+	for (size_t i = m->njobs; i-- > 0;) {
+		bool fin = job_terminal(m->jobs[i]->state);
+		if (fin)
+			finished++;
+		if ((fin && !all && finished > LIST_FINISHED) || n >= LIST_MAX)
+			omitted++;
+		else
+			pick[n++] = m->jobs[i];
+	}
+	while (n-- > 0)
+		cJSON_AddItemToArray(a, job_to_json(m, pick[n], false));
+	free(pick);
+	cJSON_AddNumberToObject(r, "omitted", (double)omitted);
 	out_reply(m, m->ctl, peer, WIRE_OK, r);
 }
 
@@ -101,7 +141,15 @@ static void do_cancel(struct master *m, const struct net_peer *peer, cJSON *body
 
 	if (!j)
 		return;
-	if (!job_terminal(j->state) && !j->cancel) {
+	if (!job_terminal(j->state)) {
+		if (j->cancel) {
+			/* Asked again: send the stops again (idempotent on
+			 * the agent), in case one was lost with a node. */
+			for (uint32_t k = 0; k < j->ntasks; k++)
+				if (j->tasks[k].state != TASK_NONE &&
+				    !task_terminal(j->tasks[k].state))
+					agents_order_stop(m, j, &j->tasks[k]);
+		}
 		j->cancel = true;
 		j->dirty = true;
 		log_info("job=%" PRIu64 " name=%s cancel requested", j->id, j->spec->name);
@@ -119,6 +167,104 @@ static void do_nodes(struct master *m, const struct net_peer *peer, cJSON *body)
 
 	for (size_t i = 0; i < m->nnodes; i++)
 		cJSON_AddItemToArray(a, node_to_json(m->nodes[i], true));
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+static struct node *node_or_reply(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	const char *name;
+	struct node *n;
+	char msg[160];
+
+	if (wire_get_str(body, "node", NODE_NAME_MAX, &name) != 0) {
+		reply_err(m, peer, ERR_INVAL, "a node name is required");
+		return NULL;
+	}
+	if (!(n = node_find(m, name))) {
+		snprintf(msg, sizeof(msg), "no node \"%s\"", name);
+		reply_err(m, peer, ERR_NOENT, msg);
+	}
+	return n;
+}
+
+/*
+ * Drain: no new tasks go to the node.  Running tasks finish there, or with
+ * evict they are stopped and requeued (a gang as a whole, since it cannot
+ * run half).
+ */
+static void do_drain(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct node *n = node_or_reply(m, peer, body);
+	bool evict = false;
+	uint32_t evicted = 0, left = 0;
+	cJSON *r;
+
+	if (!n)
+		return;
+	wire_get_bool(body, "evict", &evict);
+	if (!n->drained) {
+		n->drained = true;
+		n->dirty = true;
+		sched_node_state(m, n);
+		log_info("node=%s drained%s", n->name, evict ? " (evicting its tasks)" : "");
+	}
+	for (size_t i = 0; i < m->njobs; i++) {
+		struct job *j = m->jobs[i];
+		bool here = false;
+		if (job_terminal(j->state) || j->cancel)
+			continue;
+		for (uint32_t k = 0; k < j->ntasks; k++) {
+			struct task *t = &j->tasks[k];
+			if (strcmp(t->node, n->name) == 0 && t->state != TASK_NONE &&
+			    !task_terminal(t->state))
+				here = true;
+		}
+		if (!here)
+			continue;
+		if (!evict) {
+			left++;
+			continue;
+		}
+		for (uint32_t k = 0; k < j->ntasks; k++) {
+			struct task *t = &j->tasks[k];
+			bool mine = strcmp(t->node, n->name) == 0;
+			if (t->state == TASK_NONE || task_terminal(t->state))
+				continue;
+			if (!mine && j->spec->kind == SPEC_BATCH)
+				continue;
+			t->requeue = true;
+			if (!t->stop_sent)
+				agents_order_stop(m, j, t);
+		}
+		snprintf(j->reason, sizeof(j->reason), "evicted from drained node %s; requeued",
+			 n->name);
+		j->dirty = true;
+		evicted++;
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "node", n->name);
+	cJSON_AddStringToObject(r, "state", "drained");
+	cJSON_AddNumberToObject(r, "jobs_evicted", evicted);
+	cJSON_AddNumberToObject(r, "jobs_running", left);
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+static void do_uncordon(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct node *n = node_or_reply(m, peer, body);
+	cJSON *r;
+
+	if (!n)
+		return;
+	if (n->drained) {
+		n->drained = false;
+		n->dirty = true;
+		sched_node_state(m, n);
+		log_info("node=%s uncordoned", n->name);
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "node", n->name);
+	cJSON_AddStringToObject(r, "state", n->state == NODE_READY ? "ready" : "lost");
 	out_reply(m, m->ctl, peer, WIRE_OK, r);
 }
 
@@ -231,6 +377,15 @@ void api_tick(struct master *m)
 void api_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
 		cJSON *body)
 {
+	if (!m->cfg.insecure && !keys_is_admin(m, peer->pk)) {
+		char pk[SEAL_PK_STR_LEN], msg[160];
+		seal_pk_str(peer->pk, pk);
+		snprintf(msg, sizeof(msg), "key %s is not listed in %s/admins", pk,
+			 m->cfg.state_dir);
+		log_warn("client request refused: %s", msg);
+		reply_err(m, peer, ERR_INVAL, msg);
+		return;
+	}
 	switch (h->type) {
 	case WIRE_SUBMIT:
 		do_submit(m, peer, body);
@@ -249,6 +404,12 @@ void api_handle(struct master *m, const struct net_peer *peer, const struct wire
 		break;
 	case WIRE_LOGS:
 		do_logs(m, peer, body);
+		break;
+	case WIRE_DRAIN:
+		do_drain(m, peer, body);
+		break;
+	case WIRE_UNCORDON:
+		do_uncordon(m, peer, body);
 		break;
 	default:
 		reply_err(m, peer, ERR_PROTO, "not a request type");

@@ -70,6 +70,16 @@ static void drain(struct master *m, nng_socket s, bool agents)
 		if (rv != 0) {
 			log_warn("%s socket: message rejected: %s", agents ? "agent" : "client",
 				 why);
+			/* Tell a client that sent in the clear what to do
+			 * instead of letting it time out. */
+			if (rv == ERR_PROTO && !peer.sealed && !m->cfg.insecure)
+				out_reply(m, s, &peer, WIRE_ERROR,
+					  wire_error_body(ERR_PROTO,
+							  "this master accepts only sealed "
+							  "messages: %s",
+							  agents ? "start mlagent with --join TOKEN"
+								 : "set MLSCHED_KEY to an admin key "
+								   "(mlmaster init makes one)"));
 			continue;
 		}
 		if (agents)
@@ -137,6 +147,12 @@ int main(int argc, char **argv)
 		 &m.cfg.node_timeout_ms},
 		{"grace", OPT_DUR, "10s", "SIGTERM to SIGKILL grace when stopping tasks",
 		 &m.cfg.grace_ms},
+		{"sched-policy", OPT_STR, NULL,
+		 "placement policy for jobs that name none (default: binpack for train and "
+		 "batch, spread for serve)",
+		 &m.cfg.sched_policy},
+		{"plugin-dir", OPT_STR, NULL, "folder of placement policy plugins (*.so)",
+		 &m.cfg.plugin_dir},
 		{"insecure", OPT_BOOL, NULL, "accept unsealed traffic (local development only)",
 		 &m.cfg.insecure},
 		{"log-level", OPT_STR, "info", "error, warn, info or debug", &level},
@@ -146,13 +162,40 @@ int main(int argc, char **argv)
 	enum log_level lvl;
 	unsigned subs;
 
-	rv = opt_parse(tab, argc, argv, &nargs, "mlmaster", "--insecure [OPTIONS]", err,
-		       sizeof(err));
+	rv = opt_parse(tab, argc, argv, &nargs, "mlmaster",
+		       "[init | token] [--state-dir DIR] [--insecure] [OPTIONS]\n"
+		       "  init   create the master's keys, the join token and an admin key\n"
+		       "         for mlctl in --state-dir (keeps what exists), print the token\n"
+		       "  token  print the join token agents need (mlagent --join TOKEN)",
+		       err, sizeof(err));
 	if (rv == 1)
 		return 0;
 	if (rv != 0) {
 		fprintf(stderr, "mlmaster: %s\n", err);
 		return 2;
+	}
+	if (nargs == 1 && (strcmp(argv[0], "init") == 0 || strcmp(argv[0], "token") == 0)) {
+		if (strcmp(argv[0], "token") == 0) {
+			char *p = xasprintf("%s/join.token", m.cfg.state_dir), *t;
+			size_t len;
+			if (file_read(p, 4096, &t, &len) != 0) {
+				fprintf(stderr, "mlmaster: cannot read %s: run mlmaster init\n", p);
+				return 1;
+			}
+			fputs(t, stdout);
+			free(t);
+			free(p);
+			return 0;
+		}
+		if (sodium_init() < 0 || keys_init(m.cfg.state_dir, true, err, sizeof(err)) != 0) {
+			fprintf(stderr, "mlmaster init: %s\n", err);
+			return 1;
+		}
+		fprintf(stderr,
+			"mlmaster: keys in %s; start agents with --join followed by the token "
+			"above; mlctl uses %s/admin.key (or MLSCHED_KEY)\n",
+			m.cfg.state_dir, m.cfg.state_dir);
+		return 0;
 	}
 	if (nargs > 0) {
 		fprintf(stderr, "mlmaster: unexpected argument \"%s\" (see mlmaster --help)\n",
@@ -165,18 +208,33 @@ int main(int argc, char **argv)
 	}
 	log_init("mlmaster", lvl, 2);
 	log_set_subs(subs);
-	if (!m.cfg.insecure) {
-		fprintf(stderr, "mlmaster: sealed (encrypted) agent and client traffic is not "
-				"available in this version; pass --insecure to run with "
-				"unauthenticated traffic on a trusted network\n");
-		return 2;
-	}
 	if (m.cfg.node_timeout_ms < 200) {
 		fprintf(stderr, "mlmaster: --node-timeout must be at least 200ms\n");
 		return 2;
 	}
+	if (m.cfg.plugin_dir && sched_policy_load_dir(m.cfg.plugin_dir, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mlmaster: --plugin-dir %s: %s\n", m.cfg.plugin_dir, err);
+		return 2;
+	}
+	if (m.cfg.sched_policy && !sched_policy_find(m.cfg.sched_policy)) {
+		fprintf(stderr, "mlmaster: --sched-policy: unknown policy \"%s\"\n",
+			m.cfg.sched_policy);
+		return 2;
+	}
+	m.core = sched_new();
 	if (sodium_init() < 0)
 		fatal("libsodium failed to initialise");
+	if (!m.cfg.insecure) {
+		if (keys_load(&m, err, sizeof(err)) != 0) {
+			fprintf(stderr, "mlmaster: %s (or pass --insecure for unsealed local "
+					"development)\n",
+				err);
+			return 2;
+		}
+		net_seal(m.seal, true);
+	} else {
+		log_warn("--insecure: accepting unsealed, unauthenticated traffic");
+	}
 	if (mkdir_p(m.cfg.state_dir, 0700) != 0)
 		fatal("cannot create --state-dir %s: %s", m.cfg.state_dir, strerror(errno));
 	lock_state_dir(m.cfg.state_dir);
@@ -231,6 +289,9 @@ int main(int argc, char **argv)
 	nng_close(m.ctl);
 	nng_close(m.agents);
 	store_close(m.store);
+	sched_free(m.core);
+	seal_ctx_free(m.seal);
+	free(m.admins);
 	free(store_uri);
 	return 0;
 }

@@ -19,8 +19,10 @@
 #include <cjson/cJSON.h>
 
 #include "net.h"
+#include "seal.h"
 #include "res.h"
 #include "spec.h"
+#include "sched/sched.h"
 #include "store/store.h"
 
 #define NODE_NAME_MAX 63
@@ -51,6 +53,7 @@ struct task {
 	char reason[REASON_MAX];
 	uint64_t started, finished; /* wall ms */
 	bool stop_sent;
+	bool requeue;   /* preempted or evicted: back to TASK_NONE when it stops */
 	/* Not stored: the latest utilization the agent reported. */
 	double cpu_pct;
 	uint64_t mem_used, cpu_ns_prev, cpu_ns_at;
@@ -63,6 +66,10 @@ struct job {
 	char reason[REASON_MAX];
 	uint64_t submitted, finished; /* wall ms */
 	bool cancel;     /* cancel requested: stop tasks, end as cancelled */
+	uint32_t preemptions;  /* times it was preempted or evicted and requeued */
+	char last_requeue[REASON_MAX]; /* why, the last time */
+	uint64_t preempted_by; /* job whose placement is waiting on this one, 0 = none */
+	uint32_t victims;      /* jobs still stopping so that this one can place */
 	bool dirty;      /* must be written in this turn */
 	uint32_t ntasks;
 	struct task *tasks;
@@ -71,9 +78,15 @@ struct job {
 struct node {
 	char name[NODE_NAME_MAX + 1];
 	enum node_state state;
-	struct res_node res;
+	bool confirmed;         /* its agent spoke to this master process */
+	bool drained;           /* no new tasks (mlctl drain) */
+	char address[64];       /* where peers reach it (MASTER_ADDR) */
+	struct res_node cap;    /* capacity as the agent reports it (used fields 0) */
+	struct sched_node *sn;  /* the scheduler's copy: allocations live here */
 	cJSON *labels;          /* object, owned */
 	uint64_t registered;    /* wall ms */
+	bool has_pk;            /* the agent key that joined as this node */
+	uint8_t pk[SEAL_PK_LEN];
 	bool dirty;
 	/* Session (not stored). */
 	uint64_t last_seen;     /* monotonic ms */
@@ -114,12 +127,21 @@ struct master_cfg {
 	const char *store_uri;
 	uint64_t node_timeout_ms;
 	uint64_t grace_ms;       /* default stop grace */
+	const char *sched_policy; /* default policy name, NULL = per kind */
+	const char *plugin_dir;   /* extra placement policies (*.so) */
 	bool insecure;
 };
 
 struct master {
 	struct master_cfg cfg;
+	/* Identity (keys.c); unused with --insecure. */
+	struct seal_key key;
+	struct seal_ctx *seal;
+	uint8_t join_secret[SEAL_SECRET_LEN];
+	uint8_t (*admins)[SEAL_PK_LEN];
+	size_t nadmins;
 	struct store *store;
+	struct sched *core;
 	nng_socket ctl, agents;
 	char boot[40];
 	uint64_t next_job_id;
@@ -157,9 +179,17 @@ int state_flush(struct master *m);
 cJSON *job_to_json(const struct master *m, const struct job *j, bool full);
 cJSON *node_to_json(const struct node *n, bool full);
 
-/* sched.c */
-/* Try to place every pending job; returns the number placed. */
+/* sched.c: drives the scheduler core (plugins/sched) from the job model. */
+/* One queue pass: place what fits, reserve, preempt; returns placed count. */
 int sched_run(struct master *m);
+/* Mirror a node into the core (new node, capacity or label change). */
+void sched_sync_node(struct master *m, struct node *n);
+/* Is the node schedulable (ready and not drained)?  Tells the core. */
+void sched_node_state(struct master *m, struct node *n);
+/* Give back a task's resources to the core. */
+void sched_task_release(struct master *m, struct job *j, struct task *t);
+/* The placement policy for a job, NULL if its name is unknown. */
+const struct sched_policy *sched_job_policy(struct master *m, const struct spec *s);
 
 /* agents.c */
 void agents_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
@@ -178,6 +208,14 @@ void api_handle(struct master *m, const struct net_peer *peer, const struct wire
 void api_log_reply(struct master *m, uint64_t req, cJSON *event);
 /* Fail log requests whose agent did not answer in time. */
 void api_tick(struct master *m);
+
+/* keys.c */
+/* Create what is missing of the master's key files in dir (see keys.c);
+ * print_token prints the join token. */
+int keys_init(const char *dir, bool print_token, char *why, size_t whylen);
+/* Load the key, join secret and admin list; makes m->seal. */
+int keys_load(struct master *m, char *why, size_t whylen);
+bool keys_is_admin(const struct master *m, const uint8_t *pk);
 
 /* main.c */
 void out_reply(struct master *m, nng_socket sock, const struct net_peer *peer, uint16_t type,

@@ -1,163 +1,397 @@
 /*
- * sched.c - first-fit placement, all or nothing per job (see sched.h).
+ * sched.c - the queue pass of the master (see sched.h).
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "log.h"
 #include "master.h"
 #include "sched.h"
-#include "units.h"
 #include "util.h"
 
-static int by_priority(const void *a, const void *b)
+const struct sched_policy *sched_job_policy(struct master *m, const struct spec *s)
 {
-	const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
+	const char *name = s->policy;
 
-	if (x->spec->priority != y->spec->priority)
-		return x->spec->priority > y->spec->priority ? -1 : 1;
-	return x->id < y->id ? -1 : x->id > y->id;
+	if (!name)
+		name = m->cfg.sched_policy;
+	if (!name)
+		name = s->kind == SPEC_SERVE ? "spread" : "binpack";
+	return sched_policy_find(name);
 }
 
-static bool model_ok(const struct spec *s, const struct res_node *n)
+static uint32_t labels_of(const cJSON *obj, struct sched_label *out)
 {
-	if (!s->gpu_model || !s->gpu_model[0] || s->res.gpus_milli == 0)
-		return true;
-	for (uint32_t i = 0; i < n->ngpus; i++)
-		if (strstr(n->gpus[i].model, s->gpu_model))
-			return true;
-	return false;
-}
+	const cJSON *l;
+	uint32_t n = 0;
 
-/* Why no ready node fits one task of j, for `mlctl status`. */
-static void explain(struct master *m, struct job *j)
-{
-	const struct res *r = &j->spec->res;
-	uint32_t want = res_whole_gpus(r), best_gpus = 0, ready = 0;
-	uint64_t best_mem = 0;
-	uint32_t best_cpu = 0;
-	char a[32], b[32];
-
-	for (size_t i = 0; i < m->nnodes; i++) {
-		struct node *n = m->nodes[i];
-		if (n->state != NODE_READY)
+	cJSON_ArrayForEach(l, obj)
+	{
+		if (n >= SCHED_MAX_LABELS || !cJSON_IsString(l))
 			continue;
-		ready++;
-		uint32_t g = res_free_whole_gpus(&n->res, r->gpu_mem);
-		if (g > best_gpus)
-			best_gpus = g;
-		if (n->res.mem_total - n->res.mem_used > best_mem)
-			best_mem = n->res.mem_total - n->res.mem_used;
-		if (n->res.cpu_total - n->res.cpu_used > best_cpu)
-			best_cpu = n->res.cpu_total - n->res.cpu_used;
+		strlcpy_ok(out[n].key, l->string, sizeof(out[n].key));
+		strlcpy_ok(out[n].val, l->valuestring, sizeof(out[n].val));
+		n++;
 	}
-	if (ready == 0) {
-		snprintf(j->reason, sizeof(j->reason), "no ready node");
-	} else if (want > best_gpus) {
-		snprintf(j->reason, sizeof(j->reason),
-			 "needs %u GPUs%s on one node; best node has %u free", want,
-			 r->gpu_mem ? " with enough memory" : "", best_gpus);
-	} else if (r->mem > best_mem) {
-		units_format_size(r->mem, a, sizeof(a));
-		units_format_size(best_mem, b, sizeof(b));
-		snprintf(j->reason, sizeof(j->reason),
-			 "needs %s of memory on one node; best node has %s free", a, b);
-	} else if (r->cpu_milli > best_cpu) {
-		units_format_milli(r->cpu_milli, a, sizeof(a));
-		units_format_milli(best_cpu, b, sizeof(b));
-		snprintf(j->reason, sizeof(j->reason),
-			 "needs %s CPUs on one node; best node has %s free", a, b);
-	} else if (j->spec->gpu_model && j->spec->gpu_model[0]) {
-		snprintf(j->reason, sizeof(j->reason), "needs GPU model \"%s\"", j->spec->gpu_model);
-	} else {
-		snprintf(j->reason, sizeof(j->reason),
-			 "needs %u tasks placed at once; not enough nodes have room", j->ntasks);
+	return n;
+}
+
+static bool live(enum task_state st)
+{
+	return st == TASK_ASSIGNED || st == TASK_STARTING || st == TASK_RUNNING;
+}
+
+static void slot_of(const struct node *n, const struct task *t, struct sched_slot *sl)
+{
+	sl->node = n->sn->id;
+	sl->ngpus = t->ngpus;
+	memcpy(sl->gpu_pos, t->gpu_pos, t->ngpus * sizeof(*t->gpu_pos));
+}
+
+void sched_node_state(struct master *m, struct node *n)
+{
+	if (n->sn)
+		sched_node_set(m->core, n->sn,
+			       n->state == NODE_READY && n->confirmed && !n->drained);
+	m->sched_dirty = true;
+}
+
+/*
+ * (Re)create the core's node when its capacity changed, and take again
+ * what the tasks placed there hold.  A task that no longer fits (the node
+ * came back smaller) is lost.
+ */
+void sched_sync_node(struct master *m, struct node *n)
+{
+	struct sched_label labels[SCHED_MAX_LABELS];
+	uint32_t nl = labels_of(n->labels, labels);
+	struct res_node cap = n->cap;
+
+	if (n->sn) {
+		bool same = n->sn->res.ngpus == cap.ngpus && n->sn->res.mem_total == cap.mem_total &&
+			    n->sn->res.cpu_total == cap.cpu_total;
+		for (uint32_t i = 0; same && i < cap.ngpus; i++)
+			same = n->sn->res.gpus[i].index == cap.gpus[i].index &&
+			       n->sn->res.gpus[i].mem == cap.gpus[i].mem &&
+			       strcmp(n->sn->res.gpus[i].model, cap.gpus[i].model) == 0;
+		if (same) {
+			sched_node_labels(m->core, n->sn, labels, nl);
+			sched_node_state(m, n);
+			return;
+		}
+		sched_node_remove(m->core, n->sn);
+	}
+	for (uint32_t i = 0; i < cap.ngpus; i++)
+		cap.gpus[i].used_milli = 0;
+	cap.mem_used = 0;
+	cap.cpu_used = 0;
+	n->sn = sched_node_add(m->core, n->name, &cap, labels, nl);
+	sched_node_state(m, n);
+	for (size_t i = 0; i < m->njobs; i++) {
+		struct job *j = m->jobs[i];
+		if (job_terminal(j->state))
+			continue;
+		for (uint32_t k = 0; k < j->ntasks; k++) {
+			struct task *t = &j->tasks[k];
+			struct sched_slot sl;
+			if (!live(t->state) || strcmp(t->node, n->name) != 0)
+				continue;
+			slot_of(n, t, &sl);
+			if (sched_take(m->core, &j->spec->res, &sl, 1) != 0) {
+				snprintf(t->reason, sizeof(t->reason),
+					 "node %s no longer has room for it", n->name);
+				t->state = TASK_LOST;
+				t->finished = wall_ms();
+				j->dirty = true;
+				job_update(m, j);
+			}
+		}
 	}
 }
 
-/* Place every task of j or none.  Returns true when placed. */
-static bool place_job(struct master *m, struct job *j)
+void sched_task_release(struct master *m, struct job *j, struct task *t)
 {
-	const struct res *r = &j->spec->res;
-	uint32_t done = 0;
+	struct node *n = node_find(m, t->node);
+	struct sched_slot sl;
 
-	for (uint32_t k = 0; k < j->ntasks; k++) {
-		struct task *t = &j->tasks[k];
-		bool placed = false;
-		for (size_t i = 0; i < m->nnodes && !placed; i++) {
-			struct node *n = m->nodes[i];
-			if (n->state != NODE_READY || !model_ok(j->spec, &n->res))
-				continue;
-			if (!res_fit(&n->res, r, t->gpu_pos, &t->ngpus))
-				continue;
-			res_take(&n->res, r, t->gpu_pos, t->ngpus);
-			strlcpy_ok(t->node, n->name, sizeof(t->node));
-			placed = true;
-		}
-		if (!placed)
-			break;
-		done++;
+	if (!n || !n->sn)
+		return;
+	slot_of(n, t, &sl);
+	sched_release(m->core, &j->spec->res, &sl, 1);
+	m->sched_dirty = true;
+}
+
+/* ---- one pass ---- */
+
+/* What a core request stands for: some tasks of one job. */
+struct want {
+	struct sched_job sj;
+	struct job *j;
+	uint32_t *tasks; /* indices into j->tasks, sj.req.ntasks of them */
+	uint32_t *avoid;
+	struct sched_cons cons[SCHED_MAX_CONS];
+	struct sched_slot *held;
+	bool waited;     /* got a SCHED_WAIT already */
+};
+
+struct pass {
+	struct master *m;
+	struct want *wants;
+	size_t nwants, cap;
+};
+
+static struct want *want_new(struct pass *p, struct job *j)
+{
+	struct want *w;
+
+	if (p->nwants == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 64;
+		p->wants = xrealloc(p->wants, p->cap * sizeof(*p->wants));
 	}
-	if (done < j->ntasks) {
-		/* Give back the partial hold: all or nothing. */
-		for (uint32_t k = 0; k < done; k++) {
-			struct task *t = &j->tasks[k];
-			struct node *n = node_find(m, t->node);
-			res_give(&n->res, r, t->gpu_pos, t->ngpus);
-			t->node[0] = '\0';
-			t->ngpus = 0;
-		}
-		return false;
-	}
+	w = &p->wants[p->nwants++];
+	memset(w, 0, sizeof(*w));
+	w->j = j;
+	w->sj.order = j->id;
+	w->sj.req.job = j->id;
+	w->sj.req.priority = j->spec->priority;
+	w->sj.req.res = j->spec->res;
+	w->sj.req.gpu_model = j->spec->gpu_model;
+	w->sj.req.policy = sched_job_policy(p->m, j->spec);
+	w->sj.may_preempt = j->victims == 0;
+	return w;
+}
+
+/* Constraints were checked at submission; a bad one here is skipped. */
+static void want_cons(struct want *w)
+{
+	const struct spec *s = w->j->spec;
+	char why[128];
+
+	for (size_t i = 0; i < s->nconstraints && w->sj.req.ncons < SCHED_MAX_CONS; i++)
+		if (sched_cons_parse(s->constraints[i], &w->cons[w->sj.req.ncons], why,
+				     sizeof(why)) == 0)
+			w->sj.req.ncons++;
+	w->sj.req.cons = w->cons;
+}
+
+/* Nodes that run live tasks of j (for spread). */
+static void want_avoid(struct pass *p, struct want *w)
+{
+	struct job *j = w->j;
+	uint32_t n = 0;
+
+	w->avoid = xcalloc(j->ntasks, sizeof(*w->avoid));
 	for (uint32_t k = 0; k < j->ntasks; k++) {
-		struct task *t = &j->tasks[k];
+		struct node *nd;
+		if (live(j->tasks[k].state) && (nd = node_find(p->m, j->tasks[k].node)) && nd->sn)
+			w->avoid[n++] = nd->sn->id;
+	}
+	w->sj.req.avoid = w->avoid;
+	w->sj.req.navoid = n;
+}
+
+static void collect(struct pass *p, struct want **pend_out, size_t *np, struct want **run_out,
+		    size_t *nr)
+{
+	struct master *m = p->m;
+
+	(void)pend_out;
+	(void)run_out;
+	*np = *nr = 0;
+	for (size_t i = 0; i < m->njobs; i++) {
+		struct job *j = m->jobs[i];
+		uint32_t none = 0, nlive = 0;
+		if (job_terminal(j->state) || j->cancel)
+			continue;
+		for (uint32_t k = 0; k < j->ntasks; k++) {
+			if (j->tasks[k].state == TASK_NONE)
+				none++;
+			else if (live(j->tasks[k].state))
+				nlive++;
+		}
+		/* Running work is a preemption candidate (as a whole job),
+		 * unless it is already being stopped for someone. */
+		if (nlive > 0 && !j->preempted_by) {
+			struct want *w = want_new(p, j);
+			uint32_t h = 0;
+			w->held = xcalloc(nlive, sizeof(*w->held));
+			for (uint32_t k = 0; k < j->ntasks; k++) {
+				struct task *t = &j->tasks[k];
+				struct node *nd;
+				if (!live(t->state) || !(nd = node_find(m, t->node)) || !nd->sn)
+					continue;
+				slot_of(nd, t, &w->held[h++]);
+			}
+			w->sj.held = w->held;
+			w->sj.nheld = h;
+			w->sj.req.ntasks = 0; /* marks a running entry */
+			(*nr)++;
+		}
+		if (none == 0 || j->preempted_by)
+			continue;
+		if (j->spec->kind == SPEC_TRAIN && nlive > 0)
+			continue; /* a gang restarts whole: wait for the rest to stop */
+		if (j->spec->kind == SPEC_BATCH) {
+			uint32_t room = j->spec->parallelism > nlive ? j->spec->parallelism - nlive : 0;
+			for (uint32_t k = 0; k < j->ntasks && room > 0; k++) {
+				if (j->tasks[k].state != TASK_NONE)
+					continue;
+				struct want *w = want_new(p, j);
+				w->tasks = xcalloc(1, sizeof(*w->tasks));
+				w->tasks[0] = k;
+				w->sj.req.ntasks = 1;
+				want_cons(w);
+				room--;
+				(*np)++;
+			}
+			continue;
+		}
+		struct want *w = want_new(p, j);
+		w->tasks = xcalloc(none, sizeof(*w->tasks));
+		for (uint32_t k = 0; k < j->ntasks; k++)
+			if (j->tasks[k].state == TASK_NONE)
+				w->tasks[w->sj.req.ntasks++] = k;
+		want_cons(w);
+		want_avoid(p, w);
+		(*np)++;
+	}
+}
+
+static struct node *node_by_sn(struct master *m, uint32_t id)
+{
+	for (size_t i = 0; i < m->nnodes; i++)
+		if (m->nodes[i]->sn && m->nodes[i]->sn->id == id)
+			return m->nodes[i];
+	return NULL;
+}
+
+static void on_placed(struct master *m, struct want *w, const struct sched_slot *slots)
+{
+	struct job *j = w->j;
+
+	for (uint32_t i = 0; i < w->sj.req.ntasks; i++) {
+		struct task *t = &j->tasks[w->tasks[i]];
+		struct node *n = node_by_sn(m, slots[i].node);
+		if (!n) {
+			log_error("job=%" PRIu64 " placed on unknown node id %u", j->id, slots[i].node);
+			continue;
+		}
+		strlcpy_ok(t->node, n->name, sizeof(t->node));
+		t->ngpus = slots[i].ngpus;
+		memcpy(t->gpu_pos, slots[i].gpu_pos, slots[i].ngpus * sizeof(*t->gpu_pos));
 		t->state = TASK_ASSIGNED;
 		t->reason[0] = '\0';
-		log_debug(LOG_SUB_SCHED, "job=%" PRIu64 " task=%u node=%s placed", j->id, k, t->node);
-		agents_order_start(m, j, t);
+		t->exit_code = t->signal = 0;
+		t->stop_sent = t->requeue = false;
+		t->started = t->finished = 0;
+		log_debug(LOG_SUB_SCHED, "job=%" PRIu64 " task=%u node=%s placed", j->id, t->idx,
+			  t->node);
 	}
-	return true;
+	/* Start orders go out once every task of the step has its node, so
+	 * that gang environments can name rank 0's address. */
+	for (uint32_t i = 0; i < w->sj.req.ntasks; i++)
+		agents_order_start(m, j, &j->tasks[w->tasks[i]]);
+	if (j->state == JOB_PENDING) {
+		j->state = JOB_PLACING;
+		log_info("job=%" PRIu64 " name=%s placed: %u tasks", j->id, j->spec->name,
+			 w->sj.req.ntasks);
+	}
+	j->reason[0] = '\0';
+	j->dirty = true;
+	job_update(m, j);
+}
+
+static void on_preempt(struct master *m, struct want *victim, struct want *for_w,
+		       const char *reason)
+{
+	struct job *v = victim->j, *f = for_w->j;
+
+	log_info("job=%" PRIu64 " name=%s preempted by job=%" PRIu64 " (priority %d > %d)", v->id,
+		 v->spec->name, f->id, f->spec->priority, v->spec->priority);
+	snprintf(v->reason, sizeof(v->reason), "%.200s; requeued", reason);
+	v->preempted_by = f->id;
+	v->dirty = true;
+	f->victims++;
+	snprintf(f->reason, sizeof(f->reason), "waiting for %u preempted job%s to stop",
+		 f->victims, f->victims == 1 ? "" : "s");
+	f->dirty = true;
+	for (uint32_t k = 0; k < v->ntasks; k++) {
+		struct task *t = &v->tasks[k];
+		if (!live(t->state))
+			continue;
+		t->requeue = true;
+		if (!t->stop_sent)
+			agents_order_stop(m, v, t);
+	}
+}
+
+static void on_wait(struct want *w, const char *reason)
+{
+	struct job *j = w->j;
+	char buf[REASON_MAX];
+
+	if (w->waited)
+		return;
+	w->waited = true;
+	if (j->victims > 0)
+		return; /* keeps "waiting for N preempted jobs to stop" */
+	if (j->state == JOB_PENDING)
+		snprintf(buf, sizeof(buf), "%s", reason);
+	else
+		snprintf(buf, sizeof(buf), "tasks waiting: %.200s", reason);
+	if (strcmp(buf, j->reason) != 0) {
+		strlcpy_ok(j->reason, buf, sizeof(j->reason));
+		j->dirty = true;
+		log_info("job=%" PRIu64 " name=%s pending: %s", j->id, j->spec->name, j->reason);
+	}
+}
+
+static void emit(void *arg, const struct sched_action *a)
+{
+	struct pass *p = arg;
+	struct want *w = (struct want *)a->job; /* sj is the first member */
+
+	switch (a->type) {
+	case SCHED_PLACED:
+		on_placed(p->m, w, a->slots);
+		break;
+	case SCHED_PREEMPT:
+		on_preempt(p->m, w, (struct want *)a->for_job, a->reason);
+		break;
+	case SCHED_WAIT:
+		on_wait(w, a->reason);
+		break;
+	}
 }
 
 int sched_run(struct master *m)
 {
-	struct job **pend = NULL;
-	size_t np = 0;
-	int placed = 0;
+	struct pass p = {.m = m};
+	struct sched_job **pend, **run;
+	size_t np, nr, ip = 0, ir = 0;
+	int placed;
 
-	for (size_t i = 0; i < m->njobs; i++)
-		if (m->jobs[i]->state == JOB_PENDING && !m->jobs[i]->cancel)
-			np++;
-	if (np == 0)
-		return 0;
-	pend = xmalloc(np * sizeof(*pend));
-	np = 0;
-	for (size_t i = 0; i < m->njobs; i++)
-		if (m->jobs[i]->state == JOB_PENDING && !m->jobs[i]->cancel)
-			pend[np++] = m->jobs[i];
-	qsort(pend, np, sizeof(*pend), by_priority);
-	for (size_t i = 0; i < np; i++) {
-		struct job *j = pend[i];
-		char old[REASON_MAX];
-		if (place_job(m, j)) {
-			j->state = JOB_PLACING;
-			j->reason[0] = '\0';
-			j->dirty = true;
-			placed++;
-			log_info("job=%" PRIu64 " name=%s placed: %u tasks", j->id, j->spec->name,
-				 j->ntasks);
-			continue;
-		}
-		memcpy(old, j->reason, sizeof(old));
-		explain(m, j);
-		if (strcmp(old, j->reason) != 0) {
-			j->dirty = true;
-			log_info("job=%" PRIu64 " name=%s pending: %s", j->id, j->spec->name,
-				 j->reason);
-		}
+	collect(&p, NULL, &np, NULL, &nr);
+	pend = xcalloc(np + 1, sizeof(*pend));
+	run = xcalloc(nr + 1, sizeof(*run));
+	for (size_t i = 0; i < p.nwants; i++) {
+		struct want *w = &p.wants[i];
+		if (w->sj.req.ntasks > 0)
+			pend[ip++] = &w->sj;
+		else
+			run[ir++] = &w->sj;
 	}
+	placed = sched_pass(m->core, pend, ip, run, ir, emit, &p);
+	for (size_t i = 0; i < p.nwants; i++) {
+		free(p.wants[i].tasks);
+		free(p.wants[i].avoid);
+		free(p.wants[i].held);
+	}
+	free(p.wants);
 	free(pend);
+	free(run);
 	return placed;
 }

@@ -1,13 +1,17 @@
 /*
- * sched.h - placement.  The walking skeleton places with first fit: each
- * pending job, highest priority first then oldest, gets all its tasks placed
- * on ready nodes whose free resources fit, or none of them (a gang is never
- * partly placed).  A job that cannot be placed keeps a reason that says
- * what is missing.  The scheduler proper (indexes, policies, preemption)
- * replaces this behind sched_run().
+ * sched.h - the master's side of scheduling: it turns jobs and nodes into
+ * the scheduler core's terms (plugins/sched/sched.h) and applies what a
+ * queue pass decides.  Declarations live in master.h with the rest of the
+ * master's model.
+ *
+ * Kinds map onto the core like this:
+ *  - train: one request for all workers, placed all or nothing (a gang);
+ *  - serve: one request for every replica not placed, spread by default;
+ *  - batch: one request per task not placed, at most `parallelism` live.
+ * Running jobs are preemption candidates as whole jobs.
  */
-#ifndef MLSCHED_SCHED_H
-#define MLSCHED_SCHED_H
+#ifndef MLSCHED_MASTER_SCHED_H
+#define MLSCHED_MASTER_SCHED_H
 
 #include "master.h"
 

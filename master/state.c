@@ -143,12 +143,8 @@ struct job *job_create(struct master *m, struct spec *spec)
 
 void task_finish(struct master *m, struct job *j, struct task *t, enum task_state st)
 {
-	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) {
-		struct node *n = node_find(m, t->node);
-		if (n)
-			res_give(&n->res, &j->spec->res, t->gpu_pos, t->ngpus);
-		m->sched_dirty = true;
-	}
+	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING)
+		sched_task_release(m, j, t);
 	t->state = st;
 	t->finished = wall_ms();
 	j->dirty = true;
@@ -168,22 +164,74 @@ static void job_stop_tasks(struct master *m, struct job *j)
 	}
 }
 
+/* How a task ended badly, for a job's reason. */
+static void task_failure(const struct task *t, char *buf, size_t len)
+{
+	if (t->state == TASK_EXITED && t->signal)
+		snprintf(buf, len, "task %u killed by signal %d", t->idx, t->signal);
+	else if (t->state == TASK_EXITED)
+		snprintf(buf, len, "task %u exited with code %d", t->idx, t->exit_code);
+	else
+		snprintf(buf, len, "task %u %s: %.200s", t->idx, task_state_str(t->state),
+			 t->reason);
+}
+
+/* A preempted or evicted job whose tasks have all stopped goes back to the
+ * queue: its requeued tasks start over from TASK_NONE. */
+static void job_requeue(struct master *m, struct job *j)
+{
+	struct job *f = j->preempted_by ? job_by_id(m, j->preempted_by) : NULL;
+
+	for (uint32_t i = 0; i < j->ntasks; i++) {
+		struct task *t = &j->tasks[i];
+		/* A gang restarts whole; other kinds keep finished tasks. */
+		if (t->requeue || j->spec->kind == SPEC_TRAIN) {
+			memset(t, 0, sizeof(*t));
+			t->idx = i;
+		}
+	}
+	if (f && f->victims > 0) {
+		f->victims--;
+		f->dirty = true;
+		if (f->victims == 0 && f->state == JOB_PENDING)
+			f->reason[0] = '\0';
+	}
+	j->preempted_by = 0;
+	j->preemptions++;
+	/* The reason says why it was stopped ("...; requeued"). */
+	snprintf(j->last_requeue, sizeof(j->last_requeue), "%.*s", (int)strcspn(j->reason, ";"),
+		 j->reason);
+	j->state = JOB_PENDING;
+	j->dirty = true;
+	m->sched_dirty = true;
+	log_info("job=%" PRIu64 " name=%s requeued (%u times)", j->id, j->spec->name,
+		 j->preemptions);
+}
+
 void job_update(struct master *m, struct job *j)
 {
-	uint32_t running = 0, ok = 0, live = 0;
+	uint32_t running = 0, ok = 0, live = 0, none = 0, nbad = 0, requeue = 0;
 	struct task *bad = NULL;
 	enum job_state old = j->state;
+	bool gang = j->spec->kind != SPEC_BATCH;
 
 	if (job_terminal(j->state))
 		return;
 	for (uint32_t i = 0; i < j->ntasks; i++) {
 		struct task *t = &j->tasks[i];
+		if (t->requeue)
+			requeue++;
 		if (t->state == TASK_RUNNING)
 			running++;
-		if (t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0)
+		if (t->state == TASK_NONE)
+			none++;
+		else if (t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0)
 			ok++;
-		else if (task_terminal(t->state) && !bad)
-			bad = t;
+		else if (task_terminal(t->state) && !t->requeue) {
+			nbad++;
+			if (!bad)
+				bad = t;
+		}
 		if (t->state != TASK_NONE && !task_terminal(t->state))
 			live++;
 	}
@@ -193,28 +241,37 @@ void job_update(struct master *m, struct job *j)
 			j->state = JOB_CANCELLED;
 			snprintf(j->reason, sizeof(j->reason), "cancelled by user");
 		}
-	} else if (bad) {
+	} else if (requeue > 0) {
+		/* Being preempted or evicted: wait for every task to stop. */
+		if (live == 0)
+			job_requeue(m, j);
+	} else if (bad && gang) {
 		/* A gang never runs half: one task down stops the others. */
 		job_stop_tasks(m, j);
-		if (!j->reason[0]) {
-			if (bad->state == TASK_EXITED && bad->signal)
-				snprintf(j->reason, sizeof(j->reason), "task %u killed by signal %d",
-					 bad->idx, bad->signal);
-			else if (bad->state == TASK_EXITED)
-				snprintf(j->reason, sizeof(j->reason), "task %u exited with code %d",
-					 bad->idx, bad->exit_code);
-			else
-				snprintf(j->reason, sizeof(j->reason), "task %u %s: %.200s", bad->idx,
-					 task_state_str(bad->state), bad->reason);
-		}
+		if (!j->reason[0] || j->state == JOB_RUNNING || j->state == JOB_PLACING)
+			task_failure(bad, j->reason, sizeof(j->reason));
 		if (live == 0)
 			j->state = JOB_FAILED;
 	} else if (ok == j->ntasks) {
 		j->state = JOB_SUCCEEDED;
 		j->reason[0] = '\0';
-	} else if (running + ok == j->ntasks) {
+	} else if (!gang && none == 0 && live == 0) {
+		/* A batch array ends when every task has ended. */
+		char first[REASON_MAX];
+		j->state = JOB_FAILED;
+		task_failure(bad, first, sizeof(first));
+		if (j->ntasks == 1)
+			snprintf(j->reason, sizeof(j->reason), "%s", first);
+		else
+			snprintf(j->reason, sizeof(j->reason), "%u of %u tasks failed; first: %.200s",
+				 nbad, j->ntasks, first);
+	} else if (gang && running + ok == j->ntasks) {
 		j->state = JOB_RUNNING;
 		j->reason[0] = '\0';
+	} else if (!gang && running > 0) {
+		j->state = JOB_RUNNING;
+	} else if (!gang && live + ok + nbad > 0 && j->state == JOB_PENDING) {
+		j->state = JOB_PLACING;
 	}
 	if (job_terminal(j->state))
 		j->finished = wall_ms();
@@ -240,8 +297,8 @@ static cJSON *task_to_json(const struct master *m, const struct job *j, const st
 	for (uint32_t i = 0; i < t->ngpus; i++) {
 		/* The store keeps positions; users see device indices. */
 		uint32_t v = t->gpu_pos[i];
-		if (!store && n && v < n->res.ngpus)
-			v = n->res.gpus[v].index;
+		if (!store && n && v < n->cap.ngpus)
+			v = n->cap.gpus[v].index;
 		cJSON_AddItemToArray(g, cJSON_CreateNumber(v));
 	}
 	cJSON_AddNumberToObject(o, "exit_code", t->exit_code);
@@ -249,8 +306,10 @@ static cJSON *task_to_json(const struct master *m, const struct job *j, const st
 	cJSON_AddStringToObject(o, "reason", t->reason);
 	cJSON_AddNumberToObject(o, "started", (double)t->started);
 	cJSON_AddNumberToObject(o, "finished", (double)t->finished);
-	if (store)
+	if (store) {
 		cJSON_AddBoolToObject(o, "stop_sent", t->stop_sent);
+		cJSON_AddBoolToObject(o, "requeue", t->requeue);
+	}
 	else {
 		cJSON_AddNumberToObject(o, "cpu_pct", t->cpu_pct);
 		cJSON_AddNumberToObject(o, "mem_used", (double)t->mem_used);
@@ -274,6 +333,10 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	cJSON_AddNumberToObject(o, "submitted", (double)j->submitted);
 	cJSON_AddNumberToObject(o, "finished", (double)j->finished);
 	cJSON_AddBoolToObject(o, "cancel", j->cancel);
+	cJSON_AddNumberToObject(o, "preemptions", j->preemptions);
+	cJSON_AddStringToObject(o, "last_requeue", j->last_requeue);
+	cJSON_AddNumberToObject(o, "preempted_by", (double)j->preempted_by);
+	cJSON_AddNumberToObject(o, "victims", j->victims);
 	if (full) {
 		cJSON *ts = cJSON_AddArrayToObject(o, "tasks");
 		for (uint32_t i = 0; i < j->ntasks; i++)
@@ -291,25 +354,34 @@ cJSON *job_to_json(const struct master *m, const struct job *j, bool full)
 cJSON *node_to_json(const struct node *n, bool full)
 {
 	cJSON *o = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(o, "gpus");
+	const struct res_node *r = n->sn ? &n->sn->res : &n->cap;
 
 	cJSON_AddStringToObject(o, "name", n->name);
 	cJSON_AddStringToObject(o, "state", n->state == NODE_READY ? "ready" : "lost");
-	cJSON_AddNumberToObject(o, "cpu_milli", n->res.cpu_total);
-	cJSON_AddNumberToObject(o, "cpu_used", n->res.cpu_used);
-	cJSON_AddNumberToObject(o, "memory", (double)n->res.mem_total);
-	cJSON_AddNumberToObject(o, "memory_used", (double)n->res.mem_used);
+	cJSON_AddBoolToObject(o, "drained", n->drained);
+	cJSON_AddStringToObject(o, "address", n->address);
+	cJSON_AddNumberToObject(o, "cpu_milli", n->cap.cpu_total);
+	cJSON_AddNumberToObject(o, "memory", (double)n->cap.mem_total);
 	cJSON_AddNumberToObject(o, "registered", (double)n->registered);
-	for (uint32_t i = 0; i < n->res.ngpus; i++) {
+	for (uint32_t i = 0; i < n->cap.ngpus; i++) {
 		cJSON *e = cJSON_CreateObject();
-		cJSON_AddNumberToObject(e, "index", n->res.gpus[i].index);
-		cJSON_AddNumberToObject(e, "memory", (double)n->res.gpus[i].mem);
-		cJSON_AddStringToObject(e, "model", n->res.gpus[i].model);
+		cJSON_AddNumberToObject(e, "index", n->cap.gpus[i].index);
+		cJSON_AddNumberToObject(e, "memory", (double)n->cap.gpus[i].mem);
+		cJSON_AddStringToObject(e, "model", n->cap.gpus[i].model);
 		if (full)
-			cJSON_AddNumberToObject(e, "used_milli", n->res.gpus[i].used_milli);
+			cJSON_AddNumberToObject(e, "used_milli",
+						i < r->ngpus ? r->gpus[i].used_milli : 0);
 		cJSON_AddItemToArray(g, e);
 	}
 	cJSON_AddItemToObject(o, "labels", cJSON_Duplicate(n->labels, 1));
+	if (n->has_pk) {
+		char pk[SEAL_PK_STR_LEN];
+		seal_pk_str(n->pk, pk);
+		cJSON_AddStringToObject(o, "pubkey", pk);
+	}
 	if (full) {
+		cJSON_AddNumberToObject(o, "cpu_used", r->cpu_used);
+		cJSON_AddNumberToObject(o, "memory_used", (double)r->mem_used);
 		cJSON_AddNumberToObject(o, "util_cpu_pct", n->cpu_pct);
 		cJSON_AddNumberToObject(o, "util_mem_used", (double)n->mem_used);
 		if (n->gpu_util)
@@ -383,21 +455,37 @@ static int load_node(const char *key, const void *val, size_t len, void *arg)
 	struct node *n = node_add(m, name);
 	uint64_t v;
 	n->dirty = false;
-	n->state = NODE_LOST; /* until its agent speaks again */
+	/* Ready but unconfirmed: nothing new goes there until its agent
+	 * speaks, and it times out like any silent node if it never does
+	 * (its tasks are then lost). */
+	n->state = NODE_READY;
+	n->confirmed = false;
 	n->last_seen = now_ms();
 	if (get_u64(o, "cpu_milli", &v) == 0)
-		n->res.cpu_total = (uint32_t)v;
+		n->cap.cpu_total = (uint32_t)v;
 	if (get_u64(o, "memory", &v) == 0)
-		n->res.mem_total = v;
+		n->cap.mem_total = v;
+	wire_get_bool(o, "drained", &n->drained);
+	{
+		const char *pk;
+		if (wire_get_str(o, "pubkey", SEAL_PK_STR_LEN, &pk) == 0 &&
+		    seal_pk_parse(pk, n->pk) == 0)
+			n->has_pk = true;
+	}
+	{
+		const char *addr = "";
+		wire_get_str(o, "address", sizeof(n->address) - 1, &addr);
+		strlcpy_ok(n->address, addr, sizeof(n->address));
+	}
 	if (get_u64(o, "registered", &v) == 0)
 		n->registered = v;
 	g = cJSON_GetObjectItemCaseSensitive(o, "gpus");
 	cJSON_ArrayForEach(e, g)
 	{
 		const char *model = "";
-		if (n->res.ngpus >= RES_MAX_GPUS)
+		if (n->cap.ngpus >= RES_MAX_GPUS)
 			break;
-		struct res_gpu *rg = &n->res.gpus[n->res.ngpus++];
+		struct res_gpu *rg = &n->cap.gpus[n->cap.ngpus++];
 		if (get_u64(e, "index", &v) == 0)
 			rg->index = (uint32_t)v;
 		if (get_u64(e, "memory", &v) == 0)
@@ -447,15 +535,12 @@ static int load_task(struct master *m, struct job *j, const cJSON *o)
 		if (t->ngpus < RES_MAX_GPUS && cJSON_IsNumber(e))
 			t->gpu_pos[t->ngpus++] = (uint32_t)e->valuedouble;
 	}
-	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) {
-		struct node *n = node_find(m, t->node);
-		if (!n) {
-			t->state = TASK_LOST;
-			snprintf(t->reason, sizeof(t->reason), "node %s is not known", t->node);
-			j->dirty = true;
-		} else {
-			res_take(&n->res, &j->spec->res, t->gpu_pos, t->ngpus);
-		}
+	wire_get_bool(o, "requeue", &t->requeue);
+	if ((t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) &&
+	    !node_find(m, t->node)) {
+		t->state = TASK_LOST;
+		snprintf(t->reason, sizeof(t->reason), "node %s is not known", t->node);
+		j->dirty = true;
 	}
 	return 0;
 }
@@ -470,6 +555,7 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 	char err[SPEC_ERR_LEN];
 	const char *s;
 	int64_t iv;
+	uint64_t v64;
 	int rv = ERR_STORE;
 
 	if (!o || wire_get_object(o, "spec", &spec_j) != 0) {
@@ -497,6 +583,13 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 	get_u64(o, "submitted", &j->submitted);
 	get_u64(o, "finished", &j->finished);
 	wire_get_bool(o, "cancel", &j->cancel);
+	if (get_u64(o, "preemptions", &v64) == 0)
+		j->preemptions = (uint32_t)v64;
+	get_u64(o, "preempted_by", &j->preempted_by);
+	if (wire_get_str(o, "last_requeue", REASON_MAX - 1, &s) == 0)
+		strlcpy_ok(j->last_requeue, s, sizeof(j->last_requeue));
+	if (get_u64(o, "victims", &v64) == 0)
+		j->victims = (uint32_t)v64;
 	ts = cJSON_GetObjectItemCaseSensitive(o, "tasks");
 	cJSON_ArrayForEach(e, ts)
 	{
@@ -543,6 +636,9 @@ int state_load(struct master *m)
 		return rv;
 	if ((rv = store_list(m->store, "jobs/", load_job, m)) != 0)
 		return rv;
+	/* The scheduler core learns the nodes, then takes what tasks hold. */
+	for (size_t i = 0; i < m->nnodes; i++)
+		sched_sync_node(m, m->nodes[i]);
 	/* Tasks that were placed but whose agent never confirmed them get
 	 * their start orders again; agents ignore starts they already ran. */
 	for (size_t i = 0; i < m->njobs; i++) {
@@ -552,7 +648,7 @@ int state_load(struct master *m)
 		m->sched_dirty = true;
 		for (uint32_t k = 0; k < j->ntasks; k++) {
 			struct task *t = &j->tasks[k];
-			if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING)
+			if (t->state == TASK_ASSIGNED)
 				agents_order_start(m, j, t);
 			if (t->stop_sent && !task_terminal(t->state)) {
 				t->stop_sent = false;

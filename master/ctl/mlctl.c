@@ -5,6 +5,7 @@
  * Exit codes: 0 success, 1 the master refused or failed (its message is
  * printed), 2 bad usage or input (a message says what), 3 no master answered.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <inttypes.h>
@@ -18,6 +19,7 @@
 
 #include "err.h"
 #include "net.h"
+#include "seal.h"
 #include "spec.h"
 #include "units.h"
 #include "util.h"
@@ -30,9 +32,58 @@ static bool json_out;
 static nng_socket sock;
 static bool connected;
 static int timeout_ms = 10000;
+static const char *key_path;
+static struct seal_ctx *seal;
+
+#define DEFAULT_KEY "/var/lib/mlsched/master/admin.key"
+
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+/*
+ * Seal requests when an admin key is at hand: --key, else $MLSCHED_KEY,
+ * else the local master's admin key.  The master's public key is read from
+ * master.pub beside the key file (mlmaster init writes both).  Without a
+ * key, requests go in the clear, which only an --insecure master accepts.
+ */
+static void setup_key(void)
+{
+	struct seal_key k;
+	uint8_t mpk[SEAL_PK_LEN];
+	char why[256], *pub, *dir, *text;
+	size_t len;
+
+	if (!key_path)
+		key_path = getenv("MLSCHED_KEY");
+	if (!key_path || !*key_path) {
+		if (access(DEFAULT_KEY, R_OK) != 0)
+			return;
+		key_path = DEFAULT_KEY;
+	}
+	if (seal_key_load(key_path, &k, why, sizeof(why)) != 0)
+		die(2, "%s", why);
+	dir = xstrdup(key_path);
+	if (strrchr(dir, '/'))
+		*strrchr(dir, '/') = '\0';
+	else
+		strcpy(dir, ".");
+	pub = xasprintf("%s/master.pub", dir);
+	if (file_read(pub, 4096, &text, &len) != 0)
+		die(2, "%s: cannot read the master's public key (it sits beside the admin key)",
+		    pub);
+	text[strcspn(text, "\r\n")] = '\0';
+	if (seal_pk_parse(text, mpk) != 0)
+		die(2, "%s: not a public key", pub);
+	seal = seal_ctx_new(&k);
+	sodium_memzero(&k, sizeof(k));
+	net_seal(seal, true);
+	net_peer_key(mpk);
+	free(text);
+	free(pub);
+	free(dir);
+}
 
 static const char usage_main[] =
-	"usage: mlctl [--master URL] [--timeout 10s] [-o json] VERB [ARGS]\n"
+	"usage: mlctl [--master URL] [--key FILE] [--timeout 10s] [-o json] VERB [ARGS]\n"
 	"\n"
 	"verbs:\n"
 	"  run [--gpus N] [--memory 8G] [--cpus 2] [--name X] [--kind K] [--wait]\n"
@@ -43,11 +94,14 @@ static const char usage_main[] =
 	"  logs [-f] JOB[/TASK]    print a task's output (-f: follow to the end)\n"
 	"  cancel JOB              stop a job's tasks\n"
 	"  nodes                   list agents and their resources\n"
+	"  drain [--evict] NODE    no new tasks on NODE (--evict: requeue its tasks)\n"
+	"  uncordon NODE           let NODE take tasks again\n"
 	"\n"
 	"JOB is a job id or name.  The master is --master, else $MLSCHED_MASTER, else\n"
-	DEFAULT_MASTER ".  `mlctl VERB --help` describes one verb.\n";
+	DEFAULT_MASTER ".  Requests are sealed with the admin key --key, else\n"
+	"$MLSCHED_KEY, else " DEFAULT_KEY " when readable\n"
+	"(master.pub must sit beside it).  `mlctl VERB --help` describes one verb.\n";
 
-static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void die(int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -71,6 +125,7 @@ static cJSON *call(uint16_t type, cJSON *body)
 	int rv;
 
 	if (!connected) {
+		setup_key();
 		if (net_dial_req(master_url, timeout_ms, &sock, why, sizeof(why)) != 0)
 			die(2, "%s", why);
 		connected = true;
@@ -165,13 +220,24 @@ static cJSON *get_job(const char *ref)
 	return j;
 }
 
-/* Wait until every task of the job has started (or the job ended). */
+/* Wait until every task of the job has started (or the job ended).  Polls
+ * quickly at first (a container starts in tens of ms), then backs off to
+ * 200 ms; says once why a job is still pending. */
 static int wait_started(const char *ref)
 {
+	useconds_t delay = 2000;
+	uint64_t t0 = now_ms();
+	bool told = false;
+
 	for (;;) {
 		cJSON *j = get_job(ref);
 		const char *st = str(j, "state");
 		int rc = -1;
+		if (!told && !json_out && strcmp(st, "pending") == 0 && now_ms() - t0 > 1000 &&
+		    *str(j, "reason")) {
+			fprintf(stderr, "mlctl: job %s pending: %s\n", ref, str(j, "reason"));
+			told = true;
+		}
 		if (strcmp(st, "running") == 0 || strcmp(st, "succeeded") == 0)
 			rc = 0;
 		else if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
@@ -181,7 +247,9 @@ static int wait_started(const char *ref)
 		cJSON_Delete(j);
 		if (rc >= 0)
 			return rc;
-		usleep(2000);
+		usleep(delay);
+		if (delay < 200000)
+			delay += delay / 4;
 	}
 }
 
@@ -211,6 +279,8 @@ static const char usage_run[] =
 	"  --cpus N        CPUs (0.1)                          --name NAME    job name\n"
 	"  --kind K        train or batch (batch)              --workers N    train workers\n"
 	"  --priority P    -1000..1000                         --env K=V      (repeatable)\n"
+	"  --constraint C  node label constraint: zone=a, pool!=cloud, gpu in (a100,h100)\n"
+	"  --policy P      placement policy (binpack, spread, ...)\n"
 	"  --wait          return once every task runs\n";
 
 static int cmd_run(int argc, char **argv)
@@ -220,6 +290,7 @@ static int cmd_run(int argc, char **argv)
 		{"gpus", 1, 0, 'g'},     {"memory", 1, 0, 'm'}, {"cpus", 1, 0, 'c'},
 		{"name", 1, 0, 'n'},     {"kind", 1, 0, 'k'},   {"workers", 1, 0, 'w'},
 		{"priority", 1, 0, 'p'}, {"env", 1, 0, 'e'},    {"wait", 0, 0, 'W'},
+		{"constraint", 1, 0, 'C'}, {"policy", 1, 0, 'P'},
 		{0, 0, 0, 0},
 	};
 	bool wait = false;
@@ -284,13 +355,33 @@ static int cmd_run(int argc, char **argv)
 		case 'W':
 			wait = true;
 			break;
+		case 'C':
+			s->constraints =
+				xrealloc(s->constraints, (s->nconstraints + 1) * sizeof(char *));
+			s->constraints[s->nconstraints++] = xstrdup(optarg);
+			break;
+		case 'P':
+			free(s->policy);
+			s->policy = xstrdup(optarg);
+			break;
 		default:
 			die(2, "see mlctl run --help");
 		}
 	}
 	if (optind >= argc)
 		die(2, "run: IMAGE is required (see mlctl run --help)");
-	s->image = xstrdup(argv[optind++]);
+	if (argv[optind][0] == '/') {
+		s->image = xstrdup(argv[optind]);
+	} else {
+		/* A relative image means a folder here: the agents need the
+		 * absolute path (it must exist at that path on them too). */
+		char *abs = realpath(argv[optind], NULL);
+		if (!abs)
+			die(2, "run: image \"%s\": %s (use an absolute path on the nodes)",
+			    argv[optind], strerror(errno));
+		s->image = abs;
+	}
+	optind++;
 	if (optind < argc && strcmp(argv[optind - 0], "--") == 0)
 		optind++;
 	if (optind >= argc)
@@ -354,16 +445,24 @@ static int cmd_submit(int argc, char **argv)
 	return rv;
 }
 
-static const char usage_ls[] = "usage: mlctl [-o json] ls\nList jobs, oldest first.\n";
+static const char usage_ls[] = "usage: mlctl [-o json] ls [--all]\n"
+			       "List unfinished jobs and the newest finished ones, oldest first.\n"
+			       "  --all   every job the master remembers\n";
 
 static int cmd_ls(int argc, char **argv)
 {
 	cJSON *r, *jobs, *j;
 
+	cJSON *b = cJSON_CreateObject();
+
 	verb_help(argc, argv, usage_ls);
-	if (argc > 1)
-		die(2, "ls: unexpected argument \"%s\"", argv[1]);
-	r = call(WIRE_LIST, cJSON_CreateObject());
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--all") == 0)
+			cJSON_AddBoolToObject(b, "all", true);
+		else
+			die(2, "ls: unexpected argument \"%s\"", argv[i]);
+	}
+	r = call(WIRE_LIST, b);
 	jobs = cJSON_GetObjectItemCaseSensitive(r, "jobs");
 	if (json_out) {
 		print_json(jobs);
@@ -380,6 +479,9 @@ static int cmd_ls(int argc, char **argv)
 			       gpus, age, str(j, "reason"));
 		}
 	}
+	if (!json_out && num(r, "omitted") > 0)
+		fprintf(stderr, "(%.0f older finished jobs not shown; use --all)\n",
+			num(r, "omitted"));
 	cJSON_Delete(r);
 	return 0;
 }
@@ -404,7 +506,11 @@ static int cmd_status(int argc, char **argv)
 	       str(j, "kind"), str(j, "state"));
 	if (*str(j, "reason"))
 		printf("reason:   %s\n", str(j, "reason"));
-	printf("priority: %.0f\n\n", num(j, "priority"));
+	printf("priority: %.0f\n", num(j, "priority"));
+	if (num(j, "preemptions") > 0)
+		printf("requeued: %.0f time%s (last: %s)\n", num(j, "preemptions"),
+		       num(j, "preemptions") == 1 ? "" : "s", str(j, "last_requeue"));
+	putchar('\n');
 	printf("%-5s %-9s %-16s %-8s %5s %7s %9s  %s\n", "TASK", "STATE", "NODE", "GPUS", "EXIT",
 	       "CPU%", "MEMORY", "REASON");
 	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "tasks"))
@@ -468,7 +574,7 @@ static int cmd_nodes(int argc, char **argv)
 		cJSON_Delete(r);
 		return 0;
 	}
-	printf("%-16s %-6s %9s %13s %17s %5s  %s\n", "NAME", "STATE", "GPUS", "CPUS",
+	printf("%-16s %-8s %9s %13s %17s %5s  %s\n", "NAME", "STATE", "GPUS", "CPUS",
 	       "MEMORY", "CPU%", "LABELS");
 	cJSON_ArrayForEach(n, ns)
 	{
@@ -496,7 +602,10 @@ static int cmd_nodes(int argc, char **argv)
 				snprintf(labels + len, sizeof(labels) - len, "%s%s=%s",
 					 len ? "," : "", l->string, l->valuestring);
 		}
-		printf("%-16s %-6s %9s %13s %17s %5.0f  %s\n", str(n, "name"), str(n, "state"),
+		bool drained = false;
+		wire_get_bool(n, "drained", &drained);
+		printf("%-16s %-8s %9s %13s %17s %5.0f  %s\n", str(n, "name"),
+		       drained ? "drained" : str(n, "state"),
 		       gpus, cpus, mem, num(n, "util_cpu_pct"), labels);
 	}
 	cJSON_Delete(r);
@@ -553,7 +662,8 @@ static int cmd_logs(int argc, char **argv)
 		cJSON_AddNumberToObject(b, "offset", (double)offset);
 		cJSON_AddNumberToObject(b, "max", 65536);
 		r = call(WIRE_LOGS, b);
-		data = str(r, "data");
+		if (wire_get_str(r, "data", 4 * 65536 / 3 + 8, &data) != 0)
+			die(3, "malformed log reply from the master");
 		b64len = strlen(data);
 		raw = xmalloc(b64len + 1);
 		if (sodium_base642bin(raw, b64len + 1, data, b64len, NULL, &rawlen, NULL,
@@ -575,6 +685,67 @@ static int cmd_logs(int argc, char **argv)
 	return 0;
 }
 
+static const char usage_drain[] =
+	"usage: mlctl drain [--evict] NODE\n"
+	"Stop placing tasks on NODE.  Its running tasks finish there; with --evict\n"
+	"they are stopped and requeued (a training gang as a whole).\n";
+
+static int cmd_drain(int argc, char **argv)
+{
+	const char *node = NULL;
+	bool evict = false;
+	cJSON *b, *r;
+
+	verb_help(argc, argv, usage_drain);
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--evict") == 0)
+			evict = true;
+		else if (argv[i][0] == '-')
+			die(2, "drain: unknown option %s", argv[i]);
+		else if (node)
+			die(2, "drain: one NODE at a time");
+		else
+			node = argv[i];
+	}
+	if (!node)
+		die(2, "drain: NODE is required (see mlctl drain --help)");
+	b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "node", node);
+	cJSON_AddBoolToObject(b, "evict", evict);
+	r = call(WIRE_DRAIN, b);
+	if (json_out)
+		print_json(r);
+	else if (evict)
+		printf("node %s drained; %.0f jobs requeued from it\n", str(r, "node"),
+		       num(r, "jobs_evicted"));
+	else
+		printf("node %s drained; %.0f jobs still run there\n", str(r, "node"),
+		       num(r, "jobs_running"));
+	cJSON_Delete(r);
+	return 0;
+}
+
+static const char usage_uncordon[] = "usage: mlctl uncordon NODE\n"
+				     "Let NODE take new tasks again after a drain.\n";
+
+static int cmd_uncordon(int argc, char **argv)
+{
+	cJSON *b, *r;
+
+	verb_help(argc, argv, usage_uncordon);
+	if (argc != 2 || argv[1][0] == '-')
+		die(2, "uncordon: exactly one NODE is required (see mlctl uncordon --help)");
+	b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "node", argv[1]);
+	r = call(WIRE_UNCORDON, b);
+	if (json_out)
+		print_json(r);
+	else
+		printf("node %s uncordoned (%s)\n", str(r, "node"), str(r, "state"));
+	cJSON_Delete(r);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -583,7 +754,7 @@ int main(int argc, char **argv)
 	} verbs[] = {
 		{"run", cmd_run},       {"submit", cmd_submit}, {"ls", cmd_ls},
 		{"status", cmd_status}, {"logs", cmd_logs},     {"cancel", cmd_cancel},
-		{"nodes", cmd_nodes},
+		{"nodes", cmd_nodes},   {"drain", cmd_drain},   {"uncordon", cmd_uncordon},
 	};
 	int i = 1, rv;
 
@@ -605,6 +776,9 @@ int main(int argc, char **argv)
 			if (strcmp(argv[i + 1], "json") != 0)
 				die(2, "-o: only json is supported");
 			json_out = true;
+			i += 2;
+		} else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
+			key_path = argv[i + 1];
 			i += 2;
 		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
 			uint64_t ms;

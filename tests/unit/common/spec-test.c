@@ -223,7 +223,9 @@ static const struct {
      "bad-indent.yaml:3: YAML syntax error: mapping values are not allowed in this context"},
     {"bad-kind.yaml", "bad-kind.yaml:2: kind: \"deploy\" is not train, serve or batch"},
     {"bad-name.yaml", "bad-name.yaml:1: name: \"ResNet50\" is not a valid job name "
-		      "([a-z0-9][a-z0-9._-]*, at most 63)"},
+		      "([a-z0-9][a-z0-9._-]*, not all digits, at most 63)"},
+    {"digits-name.yaml", "digits-name.yaml:1: name: \"2024\" is not a valid job name "
+			 "([a-z0-9][a-z0-9._-]*, not all digits, at most 63)"},
     {"bad-size.yaml", "bad-size.yaml:7: resources.memory: \"12Q\" is not a size"},
     {"command-empty.yaml", "command-empty.yaml:4: command: must not be empty"},
     {"command-mapping.yaml", "command-mapping.yaml:4: command: expected a list or a string"},
@@ -244,7 +246,7 @@ static const struct {
     {"health-both.yaml", "health-both.yaml:5: health: needs exactly one of http or exec"},
     {"health-on-train.yaml", "health-on-train.yaml:5: health: only for kind serve"},
     {"long-name.yaml", "long-name.yaml:1: name: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		       "aaaaaaaaaaaaaaaaa\" is not a valid job name ([a-z0-9][a-z0-9._-]*, "
+		       "aaaaaaaaaaaaaaaaa\" is not a valid job name ([a-z0-9][a-z0-9._-]*, not all digits, "
 		       "at most 63)"},
     {"memory-mapping.yaml", "memory-mapping.yaml:6: resources.memory: expected a scalar"},
     {"memory-zero.yaml", "memory-zero.yaml:5: resources.memory: must be at least 1"},

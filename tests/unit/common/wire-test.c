@@ -91,6 +91,8 @@ static const struct {
     {WIRE_CANCEL, "{\"job\":\"42\"}"},
     {WIRE_NODES, "{}"},
     {WIRE_LOGS, "{\"job\":\"resnet50\",\"task\":3,\"offset\":1048576,\"max\":65536}"},
+    {WIRE_DRAIN, "{\"node\":\"gpu-07\",\"evict\":true}"},
+    {WIRE_UNCORDON, "{\"node\":\"gpu-07\"}"},
     {WIRE_OK, "{\"id\":42,\"name\":\"resnet50\"}"},
     {WIRE_ERROR, "{\"code\":-4,\"message\":\"no such job\"}"},
     {WIRE_SYNC, "{\"node\":\"gpu-07\",\"ack\":17,\"events\":[],\"tasks\":[{\"id\":1}]}"},
@@ -303,7 +305,7 @@ static void test_bad_header(void **state)
 		free(f);
 	}
 
-	uint16_t types[] = {0, 7, 15, 18, 31, 34, 0x0100, 0xffff};
+	uint16_t types[] = {0, 9, 15, 18, 31, 34, 0x0100, 0xffff};
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		assert_false(wire_type_known(types[i]));
 		assert_string_equal(wire_type_str(types[i]), "unknown");
@@ -442,6 +444,8 @@ static void test_required_fields(void **state)
 	    {WIRE_CANCEL, "{\"job\":[\"x\"]}", "field 'job' must be a string"},
 	    {WIRE_CANCEL, "{}", "field 'job' missing"},
 	    {WIRE_LOGS, "{\"task\":1,\"offset\":0}", "field 'job' missing"},
+	    {WIRE_DRAIN, "{\"evict\":true}", "field 'node' missing"},
+	    {WIRE_UNCORDON, "{\"node\":7}", "field 'node' must be a string"},
 	    {WIRE_LOGS, "{\"job\":\"j\",\"offset\":0}", "field 'task' missing"},
 	    {WIRE_LOGS, "{\"job\":\"j\",\"task\":\"1\",\"offset\":0}",
 	     "field 'task' must be a number"},
