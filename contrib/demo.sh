@@ -25,14 +25,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== starting mlmaster (state in $D/master) and mlagent"
-"$B/master/mlmaster" --insecure --state-dir "$D/master" >"$D/master.log" 2>&1 &
+echo "== mlmaster init (keys, join token and an admin key for mlctl in $D/master)"
+"$B/master/mlmaster" init --state-dir "$D/master" >"$D/token" || exit 1
+export MLSCHED_KEY=$D/master/admin.key
+echo "== starting mlmaster and mlagent (sealed traffic)"
+"$B/master/mlmaster" --state-dir "$D/master" >"$D/master.log" 2>&1 &
 MASTER=$!
 gpus=()
 # No NVIDIA driver here: declare two GPUs so the GPU job has somewhere to go.
 ldconfig -p | grep -q libnvidia-ml.so.1 || gpus=(--gpus 2x24G:demo)
 sleep 0.3
-"$B/agent/mlagent" --insecure --name "$(hostname -s | tr 'A-Z' 'a-z' | tr -c 'a-z0-9._\n-' '-')" \
+"$B/agent/mlagent" --join "$(cat "$D/token")" --name "$(hostname -s | tr 'A-Z' 'a-z' | tr -c 'a-z0-9._\n-' '-')" \
 	--state-dir "$D/agent" "${gpus[@]}" >"$D/agent.log" 2>&1 &
 AGENT=$!
 for _ in $(seq 1 100); do

@@ -44,5 +44,5 @@ err=$(mlctl run --name dup "$MLS_ROOTFS" -- true 2>&1)
 check "duplicate active name refused" grep -q 'job name "dup" is in use by job' <<<"$err"
 mlctl cancel dup >/dev/null
 check "dup cancelled" wait_for 10 job_state_is dup cancelled
-check "daemons refuse to start without --insecure" bash -c "! \"$MLMASTER\" --state-dir $T/x 2>/dev/null"
+check "master refuses to start without keys or --insecure" bash -c "! \"$MLMASTER\" --state-dir $T/x 2>/dev/null"
 finish

@@ -23,7 +23,39 @@ FAILED=0
 
 log() { printf '# %s\n' "$*"; }
 
-mlctl() { "$MLCTL_BIN" --master "tcp://127.0.0.1:$CTL_PORT" "$@"; }
+# Daemons run sealed (keys from `mlmaster init`) unless MLS_INSECURE=1.
+SECURE=1
+[ "${MLS_INSECURE:-0}" = 1 ] && SECURE=0
+
+mlctl() {
+	if [ "$SECURE" = 1 ]; then
+		"$MLCTL_BIN" --master "tcp://127.0.0.1:$CTL_PORT" --key "$T/master/admin.key" "$@"
+	else
+		"$MLCTL_BIN" --master "tcp://127.0.0.1:$CTL_PORT" "$@"
+	fi
+}
+
+# mlctl_within SECONDS ARGS...: mlctl, killed if it runs longer.
+mlctl_within() {
+	local t=$1
+	shift
+	if [ "$SECURE" = 1 ]; then
+		timeout "$t" "$MLCTL_BIN" --master "tcp://127.0.0.1:$CTL_PORT" --key "$T/master/admin.key" "$@"
+	else
+		timeout "$t" "$MLCTL_BIN" --master "tcp://127.0.0.1:$CTL_PORT" "$@"
+	fi
+}
+
+# The flags that make a daemon sealed or not.
+master_sec() { [ "$SECURE" = 1 ] || echo --insecure; }
+agent_sec() {
+	if [ "$SECURE" = 1 ]; then
+		echo --join
+		cat "$T/master/join.token"
+	else
+		echo --insecure
+	fi
+}
 
 # fail MESSAGE: record a failed assertion (the test goes on to clean up).
 fail() {
@@ -57,10 +89,14 @@ wait_for() {
 
 start_master() {
 	local tries
+	if [ "$SECURE" = 1 ] && [ ! -f "$T/master/master.key" ]; then
+		"$MLMASTER" init --state-dir "$T/master" >/dev/null 2>>"$T/master.log" || return 1
+	fi
 	for tries in 1 2 3 4 5; do
 		[ -n "$CTL_PORT" ] || CTL_PORT=$((20000 + RANDOM % 20000))
 		[ -n "$AGENT_PORT" ] || AGENT_PORT=$((CTL_PORT + 1))
-		"$MLMASTER" --insecure --state-dir "$T/master" --listen "tcp://127.0.0.1:$CTL_PORT" \
+		# shellcheck disable=SC2046
+		"$MLMASTER" $(master_sec) --state-dir "$T/master" --listen "tcp://127.0.0.1:$CTL_PORT" \
 			--agent-listen "tcp://127.0.0.1:$AGENT_PORT" --grace 1s "$@" \
 			>>"$T/master.log" 2>&1 &
 		MASTER_PID=$!
@@ -85,7 +121,9 @@ start_master() {
 start_agent() {
 	local name=$1
 	shift
-	"$MLAGENT" --insecure --master "tcp://127.0.0.1:$AGENT_PORT" --name "$name" \
+	local sec
+	mapfile -t sec < <(agent_sec)
+	"$MLAGENT" "${sec[@]}" --master "tcp://127.0.0.1:$AGENT_PORT" --name "$name" \
 		--state-dir "$T/agent-$name" --heartbeat 200ms "$@" >>"$T/agent-$name.log" 2>&1 &
 	AGENT_PID[$name]=$!
 	wait_for 5 node_ready "$name" || {

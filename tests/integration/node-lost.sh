@@ -12,7 +12,8 @@ mlctl run --wait --name victim "$MLS_ROOTFS" -- sleep 1000 >/dev/null
 check "victim runs" job_state_is victim running
 kill -9 "${AGENT_PID[a1]}"
 wait "${AGENT_PID[a1]}" 2>/dev/null
-check "node lost within 5s" wait_for 5 bash -c "mlctl() { \"$MLCTL_BIN\" --master tcp://127.0.0.1:$CTL_PORT \"\$@\"; }; mlctl -o json nodes | jq -e '.[] | select(.name == \"a1\" and .state == \"lost\")'"
+node_lost() { mlctl -o json nodes | jq -e --arg n "$1" '.[] | select(.name == $n and .state == "lost")' >/dev/null; }
+check "node lost within 5s" wait_for 5 node_lost a1
 check "job failed" wait_for 5 job_state_is victim failed
 check "task lost" [ "$(mlctl -o json status victim | jq -r '.tasks[0].state')" = lost ]
 check "reason names the node" grep -q "node a1 lost" <<<"$(job_field victim reason)"

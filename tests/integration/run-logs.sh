@@ -19,7 +19,7 @@ check "task exited 0" [ "$(mlctl -o json status hello | jq '.tasks[0].exit_code'
 # must arrive, and -f must return by itself when the task ends.
 mlctl run --wait --name ticker "$MLS_ROOTFS" -- sh -c 'for i in 1 2 3 4 5; do echo tick $i; sleep 0.3; done' >/dev/null
 check "ticker is running" job_state_is ticker running
-follow=$(timeout 20 "$MLCTL_BIN" --master "tcp://127.0.0.1:$CTL_PORT" logs -f ticker)
+follow=$(mlctl_within 20 logs -f ticker)
 check "logs -f returned on its own" [ $? -eq 0 ]
 check "logs -f saw every line" [ "$(grep -c '^tick' <<<"$follow")" -eq 5 ]
 check "logs -f kept order" [ "$(tail -n1 <<<"$follow")" = "tick 5" ]
