@@ -81,6 +81,19 @@ check "4-GPU job pending while a3 is drained" wait_for 5 job_state_is wants-a3 p
 mlctl uncordon a3 >/dev/null
 check "placed after uncordon" wait_for 10 job_state_is wants-a3 succeeded
 
+# Drain with --evict moves running work: the job is requeued and runs on
+# another node.
+mlctl run --wait --gpus 1 --name mover --memory 32M "$MLS_ROOTFS" -- sleep 1000 >/dev/null
+from=$(mlctl -o json status mover | jq -r '.tasks[0].node')
+out=$(mlctl drain --evict "$from")
+check "drain --evict reports the job ($out)" grep -q "1 jobs requeued" <<<"$out"
+moved() { local n; n=$(mlctl -o json status mover | jq -r '.tasks[0].node + "/" + .state'); [ "${n#*/}" = running ] && [ "${n%/*}" != "$from" ]; }
+check "mover runs again elsewhere" wait_for 15 moved
+check "status says it was evicted" grep -q "^requeued: 1 time (last: evicted from drained node $from)" <<<"$(mlctl status mover)"
+mlctl cancel mover >/dev/null
+check "mover cancelled" wait_for 10 job_state_is mover cancelled
+mlctl uncordon "$from" >/dev/null
+
 # Batch array with parallelism: ARRAY_INDEX per task, all succeed.
 cat >"$T/array.yaml" <<YAML
 name: shards
