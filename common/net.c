@@ -44,6 +44,10 @@ int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen)
 	/* Replies may be held for a while (long polls, log relays): make
 	 * sure bursts of agents do not drop requests. */
 	nng_socket_set_int(*s, NNG_OPT_RECVBUF, 1024);
+	/* Replies are sent without blocking from the one master thread; with
+	 * nng's default send buffer of 0 a reply is dropped whenever the
+	 * previous one has not been taken by the pipe yet. */
+	nng_socket_set_int(*s, NNG_OPT_SENDBUF, 1024);
 	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, SEAL_MAX_FRAME);
 	if ((rv = nng_listen(*s, url, NULL, 0)) != 0) {
 		snprintf(why, whylen, "cannot listen on %s: %s", url, nng_strerror(rv));
@@ -180,7 +184,7 @@ int net_reply_raw(nng_socket s, const struct net_peer *peer, uint16_t type, uint
 	 * message is dropped, which is what we want. */
 	if ((rv = nng_sendmsg(s, m, NNG_FLAG_NONBLOCK)) != 0) {
 		nng_msg_free(m);
-		log_debug(LOG_SUB_WIRE, "reply dropped: %s", nng_strerror(rv));
+		log_warn("reply dropped: %s", nng_strerror(rv));
 		return ERR_IO;
 	}
 	return 0;
