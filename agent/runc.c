@@ -42,20 +42,6 @@ extern char **environ;
 #define DEFAULT_HOME "HOME=/root"
 #define CFS_PERIOD_US 100000
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- config.json ------------------------------------------------------ */
 
 static void add_str_array(cJSON *obj, const char *name, const char *const *v, size_t n)

@@ -82,58 +82,11 @@ struct seal_ctx {
 	uint64_t tick;
 };
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 /* sodium_init is idempotent and thread-safe; every entry point that needs
  * randomness or keys calls it rather than relying on start-up order. */
 static bool sodium_ready(void)
 {
 	return sodium_init() >= 0;
-}
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint16_t get_be16(const uint8_t *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	return ((uint64_t)get_be32(p) << 32) | get_be32(p + 4);
 }
 
 /* Counters are wall-clock nanoseconds so that a receiver can judge their age
@@ -183,43 +136,7 @@ int seal_key_generate(struct seal_key *k)
 	return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* A rename or link is only durable once the directory holding it is. */
-static int fsync_dir_of(const char *path)
-{
-	char *copy = xstrdup(path);
-	int fd, rv = 0;
-
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		rv = -1;
-		goto out;
-	}
-	if (fsync(fd) < 0 && errno != EINVAL)
-		rv = -1;
-	close(fd);
-out:
-	free(copy);
-	return rv;
-}
-
 /*
  * Write the key line to a new temporary file next to path and return its
  * name in *tmpp.  mkostemp creates it 0600 (the umask can only narrow that)
@@ -279,7 +196,7 @@ int seal_key_save(const char *path, const struct seal_key *k, char *why, size_t 
 		unlink(tmp);
 		goto out;
 	}
-	if (fsync_dir_of(path) < 0) {
+	if (fsync_parent(path) < 0) {
 		set_why(why, whylen, "%s: cannot sync its directory: %s", path, strerror(errno));
 		goto out;
 	}
@@ -319,7 +236,7 @@ static int key_create(const char *path, const struct seal_key *k, char *why, siz
 		}
 		tmp_gone = true;
 	}
-	if (fsync_dir_of(path) < 0) {
+	if (fsync_parent(path) < 0) {
 		set_why(why, whylen, "%s: cannot sync its directory: %s", path, strerror(errno));
 		goto out;
 	}

@@ -192,7 +192,7 @@ out:
 	return rv;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 
@@ -211,7 +211,7 @@ static int write_all(int fd, const void *data, size_t len)
 }
 
 /* A rename is only durable once the directory holding it is on disk. */
-static int fsync_parent(const char *path)
+int fsync_parent(const char *path)
 {
 	char *copy = xstrdup(path);
 	int fd, rv = 0;
@@ -327,4 +327,15 @@ bool strlcpy_ok(char *dst, const char *src, size_t size)
 	}
 	memcpy(dst, src, n + 1);
 	return true;
+}
+
+void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || whylen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
 }

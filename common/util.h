@@ -38,6 +38,48 @@ int mkdir_p(const char *path, unsigned mode);
 /* Remove a directory tree (like rm -rf).  Missing path is not an error. */
 int rm_rf(const char *path);
 
+/* write(2) all of data, retrying on EINTR and short writes.  0 or -1. */
+int write_all(int fd, const void *data, size_t len);
+/* fsync the folder holding path, so a rename or link in it is durable.
+ * 0 or -1. */
+int fsync_parent(const char *path);
+/* Format a reason into why (when why is not NULL and whylen > 0). */
+void set_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Big-endian integers in byte buffers (the wire format). */
+static inline void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static inline uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static inline uint32_t get_be32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	return ((uint64_t)get_be32(p) << 32) | get_be32(p + 4);
+}
+
 /* Bounded string copy that always NUL-terminates; returns false if cut. */
 bool strlcpy_ok(char *dst, const char *src, size_t size);
 

@@ -10,25 +10,12 @@
 #include <string.h>
 
 #include "err.h"
+#include "util.h"
 #include "store/store.h"
 
 static const struct store_ops *const store_plugins[] = {
     &store_sqlite_ops,
 };
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
 
 int store_open(const char *uri, struct store **out, char *why, size_t whylen)
 {

@@ -45,20 +45,6 @@ struct nvml_ctx {
 	const char *(*error_string)(nvml_ret r);
 };
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 static const char *nvml_err(const struct nvml_ctx *c, nvml_ret r)
 {
 	const char *s = c->error_string ? c->error_string(r) : NULL;

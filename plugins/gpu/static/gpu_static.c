@@ -21,20 +21,6 @@ struct static_ctx {
 	struct gpu_info gpus[GPU_MAX];
 };
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 /* Models name hardware; keep them to characters that are safe in logs,
  * labels and the wire format. */
 static bool model_ok(const char *m)
