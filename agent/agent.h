@@ -22,6 +22,7 @@
 struct atask {
 	uint64_t job;
 	uint32_t idx;
+	uint32_t attempt;      /* the master's count of requeues of this task */
 	char id[RUNC_ID_MAX];  /* runc container id */
 	char dir[PATH_MAX];    /* bundle folder */
 	char cgroup[256];
@@ -73,6 +74,7 @@ struct agent {
 	char logs_dir[PATH_MAX], tasks_dir[PATH_MAX];
 	struct seal_ctx *seal;
 	char last_error[256];  /* the master's last refusal, logged once */
+	bool joined;           /* the master has accepted our key */
 };
 
 #endif

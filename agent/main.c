@@ -40,7 +40,10 @@
 
 /* ---- events to the master ---- */
 
-static cJSON *event_new(struct agent *a, const char *type, uint64_t job, uint32_t idx)
+/* attempt: which run of the task (the master requeues tasks); events of an
+ * old attempt must not touch a new one. */
+static cJSON *event_new(struct agent *a, const char *type, uint64_t job, uint32_t idx,
+			uint32_t attempt)
 {
 	cJSON *e = cJSON_CreateObject();
 
@@ -48,6 +51,7 @@ static cJSON *event_new(struct agent *a, const char *type, uint64_t job, uint32_
 	cJSON_AddStringToObject(e, "type", type);
 	cJSON_AddNumberToObject(e, "job", (double)job);
 	cJSON_AddNumberToObject(e, "task", idx);
+	cJSON_AddNumberToObject(e, "attempt", attempt);
 	if (cJSON_GetArraySize(a->events) >= MAX_PENDING_EVENTS) {
 		/* The master has been away for very long: keep the newest. */
 		cJSON_Delete(cJSON_DetachItemFromArray(a->events, 0));
@@ -154,6 +158,7 @@ static void start_task(struct agent *a, const cJSON *o, uint64_t job, uint32_t i
 
 	t->job = job;
 	t->idx = idx;
+	t->attempt = attempt;
 	remember_ran(a, job, idx, attempt);
 	snprintf(t->id, sizeof(t->id), "mls-%" PRIu64 "-%u", job, idx);
 	if (snprintf(t->dir, sizeof(t->dir), "%s/%s", a->tasks_dir, t->id) >= (int)sizeof(t->dir)) {
@@ -234,11 +239,11 @@ static void start_task(struct agent *a, const cJSON *o, uint64_t job, uint32_t i
 	a->tasks = t;
 	t = NULL;
 	log_info("job=%" PRIu64 " task=%u container=%s started", job, idx, a->tasks->id);
-	event_new(a, "started", job, idx);
+	event_new(a, "started", job, idx, attempt);
 	goto out;
 fail:
 	log_warn("job=%" PRIu64 " task=%u cannot start: %s", job, idx, why);
-	e = event_new(a, "failed", job, idx);
+	e = event_new(a, "failed", job, idx, attempt);
 	cJSON_AddStringToObject(e, "reason", why);
 	if (t) {
 		runc_delete(&a->runc, t->id, true, why, sizeof(why));
@@ -257,14 +262,17 @@ out:
 	free(t);
 }
 
-static void stop_task(struct agent *a, uint64_t job, uint32_t idx, uint64_t grace)
+static void stop_task(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt,
+		      uint64_t grace)
 {
 	struct atask *t = task_find(a, job, idx);
 	char why[RUNC_WHY_LEN];
 	cJSON *e;
 
+	if (t && t->attempt != attempt)
+		return; /* meant for another run of this task */
 	if (!t) {
-		e = event_new(a, "gone", job, idx);
+		e = event_new(a, "gone", job, idx, attempt);
 		cJSON_AddStringToObject(e, "reason", "not running on this node");
 		return;
 	}
@@ -293,7 +301,7 @@ static void send_log(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx
 	wire_get_u64(o, "req", UINT64_MAX >> 11, &req);
 	wire_get_u64(o, "offset", UINT64_MAX >> 11, &offset);
 	wire_get_u64(o, "max", LOG_CHUNK_MAX, &max);
-	e = event_new(a, "log", job, idx);
+	e = event_new(a, "log", job, idx, 0);
 	cJSON_AddNumberToObject(e, "req", (double)req);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
 		char msg[256];
@@ -390,7 +398,8 @@ static void handle_orders(struct agent *a, const cJSON *body)
 				start_task(a, o, job, (uint32_t)idx, (uint32_t)attempt);
 		} else if (strcmp(op, "stop") == 0) {
 			wire_get_u64(o, "grace_ms", 3600000, &grace);
-			stop_task(a, job, (uint32_t)idx, grace);
+			wire_get_u64(o, "attempt", UINT32_MAX, &attempt);
+			stop_task(a, job, (uint32_t)idx, (uint32_t)attempt, grace);
 		} else if (strcmp(op, "log") == 0) {
 			send_log(a, o, job, (uint32_t)idx);
 		} else {
@@ -450,7 +459,9 @@ static void send_sync(struct agent *a)
 	/* Whose order numbers ack counts: a new master must not take an ack
 	 * meant for its predecessor. */
 	cJSON_AddStringToObject(b, "master_boot", a->master_boot);
-	if (a->cfg.join)
+	/* The join secret goes only until the master has accepted us (and
+	 * again after a refusal, e.g. a master that lost its state). */
+	if (a->cfg.join && !a->joined)
 		cJSON_AddStringToObject(b, "join", a->cfg.join);
 	cJSON_AddItemToObject(b, "capacity", capacity_json(a));
 	cJSON_AddItemToObject(b, "util", util_json(a));
@@ -468,6 +479,7 @@ static void send_sync(struct agent *a)
 		cgroup_usage(t->cgroup, &cpu, &mem);
 		cJSON_AddNumberToObject(e, "job", (double)t->job);
 		cJSON_AddNumberToObject(e, "task", t->idx);
+		cJSON_AddNumberToObject(e, "attempt", t->attempt);
 		cJSON_AddStringToObject(e, "state", t->stopping ? "stopping" : "running");
 		cJSON_AddNumberToObject(e, "cpu_ns", (double)cpu);
 		cJSON_AddNumberToObject(e, "mem", (double)mem);
@@ -496,7 +508,7 @@ static void reap(struct agent *a)
 				break;
 		if (!t)
 			continue; /* a grandchild we do not track */
-		cJSON *e = event_new(a, "exited", t->job, t->idx);
+		cJSON *e = event_new(a, "exited", t->job, t->idx, t->attempt);
 		int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 		cJSON_AddNumberToObject(e, "code", code);
 		cJSON_AddNumberToObject(e, "signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
@@ -817,6 +829,7 @@ int main(int argc, char **argv)
 			a.in_flight = false;
 			if (h.type == WIRE_ORDERS) {
 				a.last_error[0] = '\0';
+				a.joined = true;
 				handle_orders(&a, body);
 			} else if (h.type == WIRE_ERROR) {
 				const char *msg = "?";
@@ -824,6 +837,7 @@ int main(int argc, char **argv)
 				if (strcmp(msg, a.last_error) != 0)
 					log_error("the master refuses this agent: %s", msg);
 				strlcpy_ok(a.last_error, msg, sizeof(a.last_error));
+				a.joined = false;
 			} else
 				log_warn("unexpected %s message from the master", wire_type_str(h.type));
 			cJSON_Delete(body);

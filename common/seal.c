@@ -452,6 +452,10 @@ struct seal_ctx *seal_ctx_new(const struct seal_key *me)
 	c->me = *me;
 	randombytes_buf(c->prefix, sizeof(c->prefix));
 	c->counter = wall_ns();
+	/* Nothing sealed before this context existed is accepted: replay
+	 * memory lives in RAM, so without this floor a frame captured in the
+	 * minute before a restart would be taken again after it. */
+	c->gfloor = c->counter;
 	c->max_peers = SEAL_MAX_PEERS;
 	c->max_seen = SEAL_MAX_SEEN;
 	return c;
@@ -476,6 +480,13 @@ void seal_ctx_free(struct seal_ctx *c)
 	pthread_mutex_destroy(&c->mu);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
+}
+
+void seal_ctx_set_floor(struct seal_ctx *c, uint64_t v)
+{
+	pthread_mutex_lock(&c->mu);
+	c->gfloor = v;
+	pthread_mutex_unlock(&c->mu);
 }
 
 void seal_ctx_set_counter(struct seal_ctx *c, uint64_t v)

@@ -212,6 +212,9 @@ bool seal_is_sealed(const uint8_t *frame, size_t len);
  * the current value); call before c is used.
  */
 void seal_ctx_set_counter(struct seal_ctx *c, uint64_t v);
+/* For tests only: the receive floor (by default the context's creation
+ * time in wall-clock ns: nothing sealed earlier is accepted). */
+void seal_ctx_set_floor(struct seal_ctx *c, uint64_t v);
 void seal_ctx_set_limits(struct seal_ctx *c, size_t max_peers, size_t max_seen);
 
 #endif

@@ -102,7 +102,7 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 	cJSON_AddStringToObject(o, "op", "start");
 	cJSON_AddNumberToObject(o, "job", (double)j->id);
 	cJSON_AddNumberToObject(o, "task", t->idx);
-	cJSON_AddNumberToObject(o, "attempt", j->preemptions);
+	cJSON_AddNumberToObject(o, "attempt", t->attempt);
 	cJSON_AddStringToObject(o, "name", s->name);
 	cJSON_AddStringToObject(o, "image", s->image);
 	cJSON_AddStringToObject(o, "workdir", s->workdir ? s->workdir : "/work");
@@ -150,6 +150,7 @@ void agents_order_stop(struct master *m, struct job *j, struct task *t)
 	cJSON_AddStringToObject(o, "op", "stop");
 	cJSON_AddNumberToObject(o, "job", (double)j->id);
 	cJSON_AddNumberToObject(o, "task", t->idx);
+	cJSON_AddNumberToObject(o, "attempt", t->attempt);
 	cJSON_AddNumberToObject(o, "grace_ms", (double)m->cfg.grace_ms);
 	agents_order(m, n, o);
 }
@@ -273,7 +274,7 @@ static bool update_capacity(struct node *n, const cJSON *cap)
 /* The job and task an event or listing names, if it is placed on n. */
 static struct task *lookup_task(struct master *m, struct node *n, const cJSON *e, struct job **jp)
 {
-	uint64_t jid, idx;
+	uint64_t jid, idx, att;
 	struct job *j;
 
 	if (wire_get_u64(e, "job", UINT64_MAX >> 11, &jid) != 0 ||
@@ -282,6 +283,10 @@ static struct task *lookup_task(struct master *m, struct node *n, const cJSON *e
 	if (!(j = job_by_id(m, jid)) || idx >= j->ntasks)
 		return NULL;
 	if (strcmp(j->tasks[idx].node, n->name) != 0)
+		return NULL;
+	/* An event of an earlier attempt (the task was requeued since) must
+	 * not touch the current one. */
+	if (wire_get_u64(e, "attempt", UINT32_MAX, &att) == 0 && att != j->tasks[idx].attempt)
 		return NULL;
 	*jp = j;
 	return &j->tasks[idx];
@@ -323,7 +328,10 @@ static void apply_event(struct master *m, struct node *n, const cJSON *e)
 		wire_get_int(e, "signal", 0, 128, &sig);
 		t->exit_code = (int)code;
 		t->signal = (int)sig;
-		task_finish(m, j, t, t->stop_sent ? TASK_KILLED : TASK_EXITED);
+		/* Exit code 0 is a task that finished, even if a stop was on
+		 * its way; anything else after a stop is our doing. */
+		task_finish(m, j, t,
+			    t->stop_sent && (code != 0 || sig != 0) ? TASK_KILLED : TASK_EXITED);
 		log_info("job=%" PRIu64 " task=%u node=%s %s code=%d signal=%d", j->id, t->idx,
 			 n->name, task_state_str(t->state), t->exit_code, t->signal);
 	} else if (strcmp(type, "failed") == 0 || strcmp(type, "gone") == 0) {
@@ -370,9 +378,12 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 		wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx);
 		if (strcmp(st, "stopping") != 0 && !has_stop_order(n, jid, (uint32_t)idx)) {
 			cJSON *o = cJSON_CreateObject();
+			uint64_t att = 0;
+			wire_get_u64(e, "attempt", UINT32_MAX, &att);
 			cJSON_AddStringToObject(o, "op", "stop");
 			cJSON_AddNumberToObject(o, "job", (double)jid);
 			cJSON_AddNumberToObject(o, "task", (double)idx);
+			cJSON_AddNumberToObject(o, "attempt", (double)att);
 			cJSON_AddNumberToObject(o, "grace_ms", (double)m->cfg.grace_ms);
 			log_warn("node=%s runs job=%" PRIu64 " task=%" PRIu64
 				 " which the master has ended or placed elsewhere: stopping it",
@@ -393,10 +404,11 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 				continue;
 			cJSON_ArrayForEach(e, tasks)
 			{
-				uint64_t jid = 0, idx = 0;
+				uint64_t jid = 0, idx = 0, att = t->attempt;
 				wire_get_u64(e, "job", UINT64_MAX >> 11, &jid);
 				wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx);
-				if (jid == j->id && idx == k) {
+				wire_get_u64(e, "attempt", UINT32_MAX, &att);
+				if (jid == j->id && idx == k && att == t->attempt) {
 					listed = true;
 					break;
 				}
@@ -430,6 +442,16 @@ static bool agent_key_ok(struct master *m, struct node *n, const char *name,
 	if (wire_get_str(body, "join", SEAL_TOKEN_LEN, &join) == 0 &&
 	    seal_token_parse(join, pk, secret) == 0 && seal_secret_equal(secret, m->join_secret) &&
 	    sodium_memcmp(pk, m->key.pk, SEAL_PK_LEN) == 0) {
+		/* A node whose agent is alive keeps its key: a second agent
+		 * with the same name (a copied config, a twin host name) must
+		 * not take it over.  Once the node is silent past the node
+		 * timeout, a new agent key may join under its name. */
+		if (n && n->has_pk && n->state == NODE_READY && n->confirmed &&
+		    now_ms() - n->last_seen <= m->cfg.node_timeout_ms) {
+			why = "this node name is in use by another agent that is alive; give this "
+			      "agent another --name";
+			goto refuse;
+		}
 		if (n && n->has_pk)
 			log_warn("node=%s joined again with a new key", name);
 		return true;
@@ -438,6 +460,7 @@ static bool agent_key_ok(struct master *m, struct node *n, const char *name,
 			       "with the current token"
 			     : "not joined: start mlagent with --join and the token from "
 			       "`mlmaster token`";
+refuse:
 	log_warn("node=%s refused: %s", name, why);
 	out_reply(m, m->agents, peer, WIRE_ERROR, wire_error_body(ERR_INVAL, "%s", why));
 	return false;

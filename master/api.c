@@ -228,8 +228,8 @@ static void do_drain(struct master *m, const struct net_peer *peer, cJSON *body)
 		for (uint32_t k = 0; k < j->ntasks; k++) {
 			struct task *t = &j->tasks[k];
 			bool mine = strcmp(t->node, n->name) == 0;
-			if (t->state == TASK_NONE || task_terminal(t->state))
-				continue;
+			if (t->state == TASK_NONE || task_terminal(t->state) || t->stop_sent)
+				continue; /* already stopping (failing, cancelled, preempted) */
 			if (!mine && j->spec->kind == SPEC_BATCH)
 				continue;
 			t->requeue = true;

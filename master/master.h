@@ -54,6 +54,7 @@ struct task {
 	uint64_t started, finished; /* wall ms */
 	bool stop_sent;
 	bool requeue;   /* preempted or evicted: back to TASK_NONE when it stops */
+	uint32_t attempt; /* how many times it was requeued; events name it */
 	/* Not stored: the latest utilization the agent reported. */
 	double cpu_pct;
 	uint64_t mem_used, cpu_ns_prev, cpu_ns_at;

@@ -203,7 +203,7 @@ static void collect(struct pass *p, struct want **pend_out, size_t *np, struct w
 	*np = *nr = 0;
 	for (size_t i = 0; i < m->njobs; i++) {
 		struct job *j = m->jobs[i];
-		uint32_t none = 0, nlive = 0;
+		uint32_t none = 0, nlive = 0, stopping = 0;
 		if (job_terminal(j->state) || j->cancel)
 			continue;
 		for (uint32_t k = 0; k < j->ntasks; k++) {
@@ -211,10 +211,13 @@ static void collect(struct pass *p, struct want **pend_out, size_t *np, struct w
 				none++;
 			else if (live(j->tasks[k].state))
 				nlive++;
+			if (live(j->tasks[k].state) && j->tasks[k].stop_sent)
+				stopping++;
 		}
 		/* Running work is a preemption candidate (as a whole job),
-		 * unless it is already being stopped for someone. */
-		if (nlive > 0 && !j->preempted_by) {
+		 * unless it is already being stopped (preempted, evicted,
+		 * failing): its resources are coming back anyway. */
+		if (nlive > 0 && !j->preempted_by && stopping == 0) {
 			struct want *w = want_new(p, j);
 			uint32_t h = 0;
 			w->held = xcalloc(nlive, sizeof(*w->held));

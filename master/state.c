@@ -176,41 +176,60 @@ static void task_failure(const struct task *t, char *buf, size_t len)
 			 t->reason);
 }
 
-/* A preempted or evicted job whose tasks have all stopped goes back to the
- * queue: its requeued tasks start over from TASK_NONE. */
-static void job_requeue(struct master *m, struct job *j)
+/* j no longer holds anyone up: its preemptor may preempt again. */
+static void release_preemptor(struct master *m, struct job *j)
 {
 	struct job *f = j->preempted_by ? job_by_id(m, j->preempted_by) : NULL;
 
-	for (uint32_t i = 0; i < j->ntasks; i++) {
-		struct task *t = &j->tasks[i];
-		/* A gang restarts whole; other kinds keep finished tasks. */
-		if (t->requeue || j->spec->kind == SPEC_TRAIN) {
-			memset(t, 0, sizeof(*t));
-			t->idx = i;
-		}
-	}
 	if (f && f->victims > 0) {
 		f->victims--;
 		f->dirty = true;
 		if (f->victims == 0 && f->state == JOB_PENDING)
 			f->reason[0] = '\0';
+		m->sched_dirty = true;
 	}
-	j->preempted_by = 0;
+	if (j->preempted_by) {
+		j->preempted_by = 0;
+		j->dirty = true;
+	}
+}
+
+static void reset_task(struct task *t)
+{
+	uint32_t idx = t->idx, attempt = t->attempt;
+
+	memset(t, 0, sizeof(*t));
+	t->idx = idx;
+	t->attempt = attempt + 1;
+}
+
+/* Count one requeue of j (preempted or evicted) and say why. */
+static void count_requeue(struct master *m, struct job *j)
+{
 	j->preemptions++;
 	/* The reason says why it was stopped ("...; requeued"). */
 	snprintf(j->last_requeue, sizeof(j->last_requeue), "%.*s", (int)strcspn(j->reason, ";"),
 		 j->reason);
-	j->state = JOB_PENDING;
+	release_preemptor(m, j);
 	j->dirty = true;
 	m->sched_dirty = true;
 	log_info("job=%" PRIu64 " name=%s requeued (%u times)", j->id, j->spec->name,
 		 j->preemptions);
 }
 
+/* A preempted or evicted gang whose tasks have all stopped goes back to the
+ * queue whole. */
+static void job_requeue(struct master *m, struct job *j)
+{
+	for (uint32_t i = 0; i < j->ntasks; i++)
+		reset_task(&j->tasks[i]);
+	j->state = JOB_PENDING;
+	count_requeue(m, j);
+}
+
 void job_update(struct master *m, struct job *j)
 {
-	uint32_t running = 0, ok = 0, live = 0, none = 0, nbad = 0, requeue = 0;
+	uint32_t running = 0, ok = 0, live = 0, none = 0, nbad = 0, req_live = 0, req_done = 0;
 	struct task *bad = NULL;
 	enum job_state old = j->state;
 	bool gang = j->spec->kind != SPEC_BATCH;
@@ -219,21 +238,27 @@ void job_update(struct master *m, struct job *j)
 		return;
 	for (uint32_t i = 0; i < j->ntasks; i++) {
 		struct task *t = &j->tasks[i];
-		if (t->requeue)
-			requeue++;
+		bool t_ok = t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0;
+		if (t->requeue && t_ok)
+			t->requeue = false; /* it finished before the stop: done */
 		if (t->state == TASK_RUNNING)
 			running++;
 		if (t->state == TASK_NONE)
 			none++;
-		else if (t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0)
+		else if (t_ok)
 			ok++;
-		else if (task_terminal(t->state) && !t->requeue) {
+		else if (task_terminal(t->state) && t->requeue)
+			req_done++;
+		else if (task_terminal(t->state)) {
 			nbad++;
 			if (!bad)
 				bad = t;
 		}
-		if (t->state != TASK_NONE && !task_terminal(t->state))
+		if (t->state != TASK_NONE && !task_terminal(t->state)) {
 			live++;
+			if (t->requeue)
+				req_live++;
+		}
 	}
 	if (j->cancel) {
 		job_stop_tasks(m, j);
@@ -241,17 +266,32 @@ void job_update(struct master *m, struct job *j)
 			j->state = JOB_CANCELLED;
 			snprintf(j->reason, sizeof(j->reason), "cancelled by user");
 		}
-	} else if (requeue > 0) {
-		/* Being preempted or evicted: wait for every task to stop. */
-		if (live == 0)
-			job_requeue(m, j);
 	} else if (bad && gang) {
-		/* A gang never runs half: one task down stops the others. */
+		/* A gang never runs half: one task down stops the others.  A
+		 * real failure wins over a requeue that was under way. */
 		job_stop_tasks(m, j);
-		if (!j->reason[0] || j->state == JOB_RUNNING || j->state == JOB_PLACING)
+		if (!j->reason[0] || j->state == JOB_RUNNING || j->state == JOB_PLACING ||
+		    req_live + req_done > 0)
 			task_failure(bad, j->reason, sizeof(j->reason));
 		if (live == 0)
 			j->state = JOB_FAILED;
+	} else if (gang && req_live + req_done > 0) {
+		/* Being preempted or evicted: wait for every task to stop. */
+		if (live == 0)
+			job_requeue(m, j);
+	} else if (!gang && req_done > 0) {
+		/* Batch tasks go back to the queue one by one as they stop. */
+		for (uint32_t i = 0; i < j->ntasks; i++) {
+			struct task *t = &j->tasks[i];
+			if (t->requeue && task_terminal(t->state))
+				reset_task(t);
+		}
+		if (req_live == 0)
+			count_requeue(m, j);
+		m->sched_dirty = true;
+		j->dirty = true;
+		job_update(m, j);
+		return;
 	} else if (ok == j->ntasks) {
 		j->state = JOB_SUCCEEDED;
 		j->reason[0] = '\0';
@@ -273,8 +313,13 @@ void job_update(struct master *m, struct job *j)
 	} else if (!gang && live + ok + nbad > 0 && j->state == JOB_PENDING) {
 		j->state = JOB_PLACING;
 	}
-	if (job_terminal(j->state))
+	if (job_terminal(j->state)) {
 		j->finished = wall_ms();
+		/* Nobody waits for it any more, and it holds no reservation. */
+		release_preemptor(m, j);
+		sched_unreserve(m->core, j->id);
+		m->sched_dirty = true;
+	}
 	if (j->state != old) {
 		j->dirty = true;
 		log_info("job=%" PRIu64 " name=%s %s -> %s%s%s", j->id, j->spec->name,
@@ -306,6 +351,7 @@ static cJSON *task_to_json(const struct master *m, const struct job *j, const st
 	cJSON_AddStringToObject(o, "reason", t->reason);
 	cJSON_AddNumberToObject(o, "started", (double)t->started);
 	cJSON_AddNumberToObject(o, "finished", (double)t->finished);
+	cJSON_AddNumberToObject(o, "attempt", t->attempt);
 	if (store) {
 		cJSON_AddBoolToObject(o, "stop_sent", t->stop_sent);
 		cJSON_AddBoolToObject(o, "requeue", t->requeue);
@@ -536,6 +582,8 @@ static int load_task(struct master *m, struct job *j, const cJSON *o)
 			t->gpu_pos[t->ngpus++] = (uint32_t)e->valuedouble;
 	}
 	wire_get_bool(o, "requeue", &t->requeue);
+	if (get_u64(o, "attempt", &v) == 0)
+		t->attempt = (uint32_t)v;
 	if ((t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) &&
 	    !node_find(m, t->node)) {
 		t->state = TASK_LOST;
@@ -636,6 +684,20 @@ int state_load(struct master *m)
 		return rv;
 	if ((rv = store_list(m->store, "jobs/", load_job, m)) != 0)
 		return rv;
+	/* Who waits for whom is derived, so a record written before a victim
+	 * ended cannot leave a preemptor waiting for ever. */
+	for (size_t i = 0; i < m->njobs; i++)
+		m->jobs[i]->victims = 0;
+	for (size_t i = 0; i < m->njobs; i++) {
+		struct job *j = m->jobs[i], *f;
+		if (!j->preempted_by)
+			continue;
+		if (!job_terminal(j->state) && (f = job_by_id(m, j->preempted_by)) &&
+		    !job_terminal(f->state))
+			f->victims++;
+		else
+			j->preempted_by = 0;
+	}
 	/* The scheduler core learns the nodes, then takes what tasks hold. */
 	for (size_t i = 0; i < m->nnodes; i++)
 		sched_sync_node(m, m->nodes[i]);

@@ -43,6 +43,17 @@ AGENT_PID[imposter]=$!
 check "the imposter is refused" wait_for 5 grep -q "the master refuses this agent: this node name is registered with another agent key" "$T/agent-imposter.log"
 check "a1 keeps its GPU" [ "$(mlctl -o json nodes | jq '.[] | select(.name == "a1") | .gpus | length')" = 1 ]
 
+# A second agent with the valid token but the name of a live node (a copied
+# config, a twin host name) cannot take the node over.
+"$MLAGENT" --join "$good" --master "tcp://127.0.0.1:$AGENT_PORT" --name a1 --state-dir "$T/agent-twin" \
+	--heartbeat 200ms --gpus 8x80G >"$T/agent-twin.log" 2>&1 &
+AGENT_PID[twin]=$!
+check "the twin is refused" wait_for 5 grep -q "in use by another agent that is alive" "$T/agent-twin.log"
+sleep 0.5
+check "a1 still has its own GPU" [ "$(mlctl -o json nodes | jq '.[] | select(.name == "a1") | .gpus | length')" = 1 ]
+mlctl run --wait --name after-twin "$MLS_ROOTFS" -- echo still-here >/dev/null
+check "work still runs on a1" wait_for 10 job_state_is after-twin succeeded
+
 # An agent without --join or --insecure does not start.
 err=$("$MLAGENT" --master "tcp://127.0.0.1:$AGENT_PORT" --name x --state-dir "$T/x" 2>&1)
 check "mlagent needs --join or --insecure" grep -q -- "--join TOKEN is required" <<<"$err"
