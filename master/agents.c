@@ -141,7 +141,7 @@ void agents_order_stop(struct master *m, struct job *j, struct task *t)
 	cJSON *o;
 
 	t->stop_sent = true;
-	j->dirty = true;
+	job_dirty(m, j);
 	if (!n)
 		return;
 	/* Queued even for a node that is silent now: if it comes back, the
@@ -320,7 +320,7 @@ static void apply_event(struct master *m, struct node *n, const cJSON *e)
 		if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING) {
 			t->state = TASK_RUNNING;
 			t->started = wall_ms();
-			j->dirty = true;
+			job_dirty(m, j);
 			log_info("job=%" PRIu64 " task=%u node=%s running", j->id, t->idx, n->name);
 		}
 	} else if (strcmp(type, "exited") == 0) {
@@ -393,9 +393,10 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 	}
 	/* Running tasks the agent no longer lists are gone (its exit event
 	 * would have come first, in the same message). */
-	for (size_t i = 0; i < m->njobs; i++) {
-		struct job *j = m->jobs[i];
-		if (job_terminal(j->state) || j->state == JOB_PENDING)
+	/* Backwards: job_update may end j and so shrink m->live. */
+	for (size_t i = m->nlive; i-- > 0;) {
+		struct job *j = m->live[i];
+		if (j->state == JOB_PENDING)
 			continue;
 		for (uint32_t k = 0; k < j->ntasks; k++) {
 			struct task *t = &j->tasks[k];
@@ -566,11 +567,11 @@ void agents_tick(struct master *m)
 			sched_node_state(m, n);
 			log_warn("node=%s lost: no heartbeat for %" PRIu64 " ms", n->name,
 				 now - n->last_seen);
-			for (size_t k = 0; k < m->njobs; k++) {
-				struct job *j = m->jobs[k];
+			/* job_update may end a job and so shrink m->live:
+			 * walk it from the end. */
+			for (size_t k = m->nlive; k-- > 0;) {
+				struct job *j = m->live[k];
 				bool hit = false;
-				if (job_terminal(j->state))
-					continue;
 				for (uint32_t x = 0; x < j->ntasks; x++) {
 					struct task *t = &j->tasks[x];
 					if (task_terminal(t->state) || t->state == TASK_NONE ||

@@ -151,7 +151,7 @@ static void do_cancel(struct master *m, const struct net_peer *peer, cJSON *body
 					agents_order_stop(m, j, &j->tasks[k]);
 		}
 		j->cancel = true;
-		j->dirty = true;
+		job_dirty(m, j);
 		log_info("job=%" PRIu64 " name=%s cancel requested", j->id, j->spec->name);
 		job_update(m, j);
 	}
@@ -208,10 +208,10 @@ static void do_drain(struct master *m, const struct net_peer *peer, cJSON *body)
 		sched_node_state(m, n);
 		log_info("node=%s drained%s", n->name, evict ? " (evicting its tasks)" : "");
 	}
-	for (size_t i = 0; i < m->njobs; i++) {
-		struct job *j = m->jobs[i];
+	for (size_t i = 0; i < m->nlive; i++) {
+		struct job *j = m->live[i];
 		bool here = false;
-		if (job_terminal(j->state) || j->cancel)
+		if (j->cancel)
 			continue;
 		for (uint32_t k = 0; k < j->ntasks; k++) {
 			struct task *t = &j->tasks[k];
@@ -238,7 +238,7 @@ static void do_drain(struct master *m, const struct net_peer *peer, cJSON *body)
 		}
 		snprintf(j->reason, sizeof(j->reason), "evicted from drained node %s; requeued",
 			 n->name);
-		j->dirty = true;
+		job_dirty(m, j);
 		evicted++;
 	}
 	r = cJSON_CreateObject();

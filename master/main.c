@@ -102,8 +102,7 @@ static void turn(struct master *m)
 	}
 	agents_tick(m);
 	api_tick(m);
-	if ((rv = store_begin(m->store)) != 0 || (rv = state_flush(m)) != 0 ||
-	    (rv = store_commit(m->store)) != 0) {
+	if ((rv = state_flush(m)) != 0) {
 		/* Memory is ahead of the store and nothing of this turn has
 		 * been acknowledged: exit, and a restart reloads what was
 		 * committed. */

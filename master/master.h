@@ -71,7 +71,8 @@ struct job {
 	char last_requeue[REASON_MAX]; /* why, the last time */
 	uint64_t preempted_by; /* job whose placement is waiting on this one, 0 = none */
 	uint32_t victims;      /* jobs still stopping so that this one can place */
-	bool dirty;      /* must be written in this turn */
+	bool dirty;      /* in m->dirty: must be written in this turn */
+	size_t live_pos; /* position in m->live while not finished */
 	uint32_t ntasks;
 	struct task *tasks;
 };
@@ -146,9 +147,17 @@ struct master {
 	nng_socket ctl, agents;
 	char boot[40];
 	uint64_t next_job_id;
+	uint64_t stored_next_id; /* what the store holds */
 	/* Jobs in id order (ids only grow, so appending keeps the order). */
 	struct job **jobs;
 	size_t njobs, cap_jobs;
+	/* Jobs not finished, in no order: what every per-turn and
+	 * per-heartbeat walk looks at, however long the history grows. */
+	struct job **live;
+	size_t nlive, cap_live;
+	/* Jobs changed in this turn (written by state_flush). */
+	struct job **dirty;
+	size_t ndirty, cap_dirty;
 	struct node **nodes;
 	size_t nnodes, cap_nodes;
 	bool sched_dirty;     /* something changed that may let a job place */
@@ -164,6 +173,8 @@ const char *task_state_str(enum task_state s);
 bool job_terminal(enum job_state s);
 bool task_terminal(enum task_state s);
 struct job *job_find(struct master *m, const char *ref); /* id or name */
+/* Mark j to be written at the end of this turn. */
+void job_dirty(struct master *m, struct job *j);
 struct job *job_by_id(struct master *m, uint64_t id);
 struct node *node_find(struct master *m, const char *name);
 struct node *node_add(struct master *m, const char *name);
@@ -175,7 +186,8 @@ void job_update(struct master *m, struct job *j);
 /* Give a task's resources back to its node (if any) and mark it terminal. */
 void task_finish(struct master *m, struct job *j, struct task *t, enum task_state st);
 int state_load(struct master *m);
-/* Write dirty jobs and nodes (inside the caller's transaction). */
+/* Write dirty jobs and nodes and the next id in one transaction (none when
+ * nothing changed). */
 int state_flush(struct master *m);
 cJSON *job_to_json(const struct master *m, const struct job *j, bool full);
 cJSON *node_to_json(const struct node *n, bool full);

@@ -90,10 +90,8 @@ void sched_sync_node(struct master *m, struct node *n)
 	cap.cpu_used = 0;
 	n->sn = sched_node_add(m->core, n->name, &cap, labels, nl);
 	sched_node_state(m, n);
-	for (size_t i = 0; i < m->njobs; i++) {
-		struct job *j = m->jobs[i];
-		if (job_terminal(j->state))
-			continue;
+	for (size_t i = m->nlive; i-- > 0;) {
+		struct job *j = m->live[i];
 		for (uint32_t k = 0; k < j->ntasks; k++) {
 			struct task *t = &j->tasks[k];
 			struct sched_slot sl;
@@ -105,7 +103,7 @@ void sched_sync_node(struct master *m, struct node *n)
 					 "node %s no longer has room for it", n->name);
 				t->state = TASK_LOST;
 				t->finished = wall_ms();
-				j->dirty = true;
+				job_dirty(m, j);
 				job_update(m, j);
 			}
 		}
@@ -201,10 +199,10 @@ static void collect(struct pass *p, struct want **pend_out, size_t *np, struct w
 	(void)pend_out;
 	(void)run_out;
 	*np = *nr = 0;
-	for (size_t i = 0; i < m->njobs; i++) {
-		struct job *j = m->jobs[i];
+	for (size_t i = 0; i < m->nlive; i++) {
+		struct job *j = m->live[i];
 		uint32_t none = 0, nlive = 0, stopping = 0;
-		if (job_terminal(j->state) || j->cancel)
+		if (j->cancel)
 			continue;
 		for (uint32_t k = 0; k < j->ntasks; k++) {
 			if (j->tasks[k].state == TASK_NONE)
@@ -303,7 +301,7 @@ static void on_placed(struct master *m, struct want *w, const struct sched_slot 
 			 w->sj.req.ntasks);
 	}
 	j->reason[0] = '\0';
-	j->dirty = true;
+	job_dirty(m, j);
 	job_update(m, j);
 }
 
@@ -316,11 +314,11 @@ static void on_preempt(struct master *m, struct want *victim, struct want *for_w
 		 v->spec->name, f->id, f->spec->priority, v->spec->priority);
 	snprintf(v->reason, sizeof(v->reason), "%.200s; requeued", reason);
 	v->preempted_by = f->id;
-	v->dirty = true;
+	job_dirty(m, v);
 	f->victims++;
 	snprintf(f->reason, sizeof(f->reason), "waiting for %u preempted job%s to stop",
 		 f->victims, f->victims == 1 ? "" : "s");
-	f->dirty = true;
+	job_dirty(m, f);
 	for (uint32_t k = 0; k < v->ntasks; k++) {
 		struct task *t = &v->tasks[k];
 		if (!live(t->state))
@@ -331,7 +329,7 @@ static void on_preempt(struct master *m, struct want *victim, struct want *for_w
 	}
 }
 
-static void on_wait(struct want *w, const char *reason)
+static void on_wait(struct master *m, struct want *w, const char *reason)
 {
 	struct job *j = w->j;
 	char buf[REASON_MAX];
@@ -347,7 +345,7 @@ static void on_wait(struct want *w, const char *reason)
 		snprintf(buf, sizeof(buf), "tasks waiting: %.200s", reason);
 	if (strcmp(buf, j->reason) != 0) {
 		strlcpy_ok(j->reason, buf, sizeof(j->reason));
-		j->dirty = true;
+		job_dirty(m, j);
 		log_info("job=%" PRIu64 " name=%s pending: %s", j->id, j->spec->name, j->reason);
 	}
 }
@@ -365,7 +363,7 @@ static void emit(void *arg, const struct sched_action *a)
 		on_preempt(p->m, w, (struct want *)a->for_job, a->reason);
 		break;
 	case SCHED_WAIT:
-		on_wait(w, a->reason);
+		on_wait(p->m, w, a->reason);
 		break;
 	}
 }

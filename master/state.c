@@ -114,6 +114,36 @@ struct node *node_add(struct master *m, const char *name)
 	return n;
 }
 
+void job_dirty(struct master *m, struct job *j)
+{
+	if (j->dirty)
+		return;
+	j->dirty = true;
+	if (m->ndirty == m->cap_dirty) {
+		m->cap_dirty = m->cap_dirty ? m->cap_dirty * 2 : 64;
+		m->dirty = xrealloc(m->dirty, m->cap_dirty * sizeof(*m->dirty));
+	}
+	m->dirty[m->ndirty++] = j;
+}
+
+static void live_add(struct master *m, struct job *j)
+{
+	if (m->nlive == m->cap_live) {
+		m->cap_live = m->cap_live ? m->cap_live * 2 : 64;
+		m->live = xrealloc(m->live, m->cap_live * sizeof(*m->live));
+	}
+	j->live_pos = m->nlive;
+	m->live[m->nlive++] = j;
+}
+
+static void live_remove(struct master *m, struct job *j)
+{
+	struct job *last = m->live[--m->nlive];
+
+	m->live[j->live_pos] = last;
+	last->live_pos = j->live_pos;
+}
+
 static void job_append(struct master *m, struct job *j)
 {
 	if (m->njobs == m->cap_jobs) {
@@ -135,8 +165,9 @@ struct job *job_create(struct master *m, struct spec *spec)
 	j->tasks = xcalloc(j->ntasks, sizeof(*j->tasks));
 	for (uint32_t i = 0; i < j->ntasks; i++)
 		j->tasks[i].idx = i;
-	j->dirty = true;
+	job_dirty(m, j);
 	job_append(m, j);
+	live_add(m, j);
 	m->sched_dirty = true;
 	return j;
 }
@@ -147,7 +178,7 @@ void task_finish(struct master *m, struct job *j, struct task *t, enum task_stat
 		sched_task_release(m, j, t);
 	t->state = st;
 	t->finished = wall_ms();
-	j->dirty = true;
+	job_dirty(m, j);
 }
 
 /* Ask every live task of j to stop (once). */
@@ -157,7 +188,7 @@ static void job_stop_tasks(struct master *m, struct job *j)
 		struct task *t = &j->tasks[i];
 		if (t->state == TASK_NONE) {
 			t->state = TASK_KILLED;
-			j->dirty = true;
+			job_dirty(m, j);
 		} else if (!task_terminal(t->state) && !t->stop_sent) {
 			agents_order_stop(m, j, t);
 		}
@@ -183,14 +214,14 @@ static void release_preemptor(struct master *m, struct job *j)
 
 	if (f && f->victims > 0) {
 		f->victims--;
-		f->dirty = true;
+		job_dirty(m, f);
 		if (f->victims == 0 && f->state == JOB_PENDING)
 			f->reason[0] = '\0';
 		m->sched_dirty = true;
 	}
 	if (j->preempted_by) {
 		j->preempted_by = 0;
-		j->dirty = true;
+		job_dirty(m, j);
 	}
 }
 
@@ -211,7 +242,7 @@ static void count_requeue(struct master *m, struct job *j)
 	snprintf(j->last_requeue, sizeof(j->last_requeue), "%.*s", (int)strcspn(j->reason, ";"),
 		 j->reason);
 	release_preemptor(m, j);
-	j->dirty = true;
+	job_dirty(m, j);
 	m->sched_dirty = true;
 	log_info("job=%" PRIu64 " name=%s requeued (%u times)", j->id, j->spec->name,
 		 j->preemptions);
@@ -289,7 +320,7 @@ void job_update(struct master *m, struct job *j)
 		if (req_live == 0)
 			count_requeue(m, j);
 		m->sched_dirty = true;
-		j->dirty = true;
+		job_dirty(m, j);
 		job_update(m, j);
 		return;
 	} else if (ok == j->ntasks) {
@@ -315,13 +346,14 @@ void job_update(struct master *m, struct job *j)
 	}
 	if (job_terminal(j->state)) {
 		j->finished = wall_ms();
+		live_remove(m, j);
 		/* Nobody waits for it any more, and it holds no reservation. */
 		release_preemptor(m, j);
 		sched_unreserve(m->core, j->id);
 		m->sched_dirty = true;
 	}
 	if (j->state != old) {
-		j->dirty = true;
+		job_dirty(m, j);
 		log_info("job=%" PRIu64 " name=%s %s -> %s%s%s", j->id, j->spec->name,
 			 job_state_str(old), job_state_str(j->state), j->reason[0] ? ": " : "",
 			 j->reason);
@@ -447,11 +479,23 @@ static int put_json(struct master *m, const char *key, cJSON *o)
 	return rv;
 }
 
+/*
+ * Write what changed in this turn in one transaction: dirty nodes, dirty
+ * jobs, the next job id.  Nothing to write: no transaction at all (most
+ * turns of an idle master).
+ */
 int state_flush(struct master *m)
 {
 	char key[STORE_KEY_MAX], num[32];
+	bool nodes = false;
 	int rv;
 
+	for (size_t i = 0; i < m->nnodes && !nodes; i++)
+		nodes = m->nodes[i]->dirty;
+	if (!nodes && m->ndirty == 0 && m->next_job_id == m->stored_next_id)
+		return 0;
+	if ((rv = store_begin(m->store)) != 0)
+		return rv;
 	for (size_t i = 0; i < m->nnodes; i++) {
 		struct node *n = m->nodes[i];
 		if (!n->dirty)
@@ -464,12 +508,8 @@ int state_flush(struct master *m)
 			return rv;
 		n->dirty = false;
 	}
-	/* Dirty jobs are recent or active; scanning from the end finds them
-	 * without walking years of finished jobs in the common case. */
-	for (size_t i = m->njobs; i-- > 0;) {
-		struct job *j = m->jobs[i];
-		if (!j->dirty)
-			continue;
+	for (size_t i = 0; i < m->ndirty; i++) {
+		struct job *j = m->dirty[i];
 		cJSON *o = job_json(m, j, true, true);
 		snprintf(key, sizeof(key), "jobs/%016" PRIx64, j->id);
 		rv = put_json(m, key, o);
@@ -478,8 +518,14 @@ int state_flush(struct master *m)
 			return rv;
 		j->dirty = false;
 	}
+	m->ndirty = 0;
 	snprintf(num, sizeof(num), "%" PRIu64, m->next_job_id);
-	return store_put(m->store, "meta/next_job_id", num, strlen(num));
+	if ((rv = store_put(m->store, "meta/next_job_id", num, strlen(num))) != 0)
+		return rv;
+	if ((rv = store_commit(m->store)) != 0)
+		return rv;
+	m->stored_next_id = m->next_job_id;
+	return 0;
 }
 
 static int get_u64(const cJSON *o, const char *k, uint64_t *v)
@@ -588,7 +634,7 @@ static int load_task(struct master *m, struct job *j, const cJSON *o)
 	    !node_find(m, t->node)) {
 		t->state = TASK_LOST;
 		snprintf(t->reason, sizeof(t->reason), "node %s is not known", t->node);
-		j->dirty = true;
+		j->dirty = true; /* listed by load_job once the job is whole */
 	}
 	return 0;
 }
@@ -651,6 +697,12 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 		goto out;
 	}
 	job_append(m, j);
+	if (!job_terminal(j->state))
+		live_add(m, j);
+	if (j->dirty) {
+		j->dirty = false;
+		job_dirty(m, j);
+	}
 	if (j->id >= m->next_job_id)
 		m->next_job_id = j->id + 1;
 	j = NULL;
@@ -676,6 +728,7 @@ int state_load(struct master *m)
 	m->next_job_id = 1;
 	if ((rv = store_get(m->store, "meta/next_job_id", &val, &len)) == 0) {
 		m->next_job_id = strtoull(val, NULL, 10);
+		m->stored_next_id = m->next_job_id;
 		free(val);
 	} else if (rv != ERR_NOENT) {
 		return rv;
