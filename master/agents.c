@@ -126,6 +126,8 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 	snprintf(buf, sizeof(buf), "%u", j->ntasks);
 	cJSON_AddStringToObject(env, "MLSCHED_TASK_COUNT", buf);
 	cJSON_AddStringToObject(env, "MLSCHED_NODE", n->name);
+	snprintf(buf, sizeof(buf), "%u", t->attempt);
+	cJSON_AddStringToObject(env, "MLSCHED_ATTEMPT", buf);
 	if (s->kind == SPEC_TRAIN)
 		gang_env(m, j, t, env);
 	if (s->kind == SPEC_BATCH) {

@@ -55,6 +55,7 @@ struct task {
 	bool stop_sent;
 	bool requeue;   /* preempted or evicted: back to TASK_NONE when it stops */
 	uint32_t attempt; /* how many times it was requeued; events name it */
+	bool restarted;   /* requeued by the job's restart policy */
 	/* Not stored: the latest utilization the agent reported. */
 	double cpu_pct;
 	uint64_t mem_used, cpu_ns_prev, cpu_ns_at;
@@ -69,6 +70,8 @@ struct job {
 	bool cancel;     /* cancel requested: stop tasks, end as cancelled */
 	uint32_t preemptions;  /* times it was preempted or evicted and requeued */
 	char last_requeue[REASON_MAX]; /* why, the last time */
+	uint32_t restarts;     /* restarts under restart: (of restart.max) */
+	char last_restart[REASON_MAX];
 	uint64_t preempted_by; /* job whose placement is waiting on this one, 0 = none */
 	uint32_t victims;      /* jobs still stopping so that this one can place */
 	bool dirty;      /* in m->dirty: must be written in this turn */

@@ -234,9 +234,14 @@ static void reset_task(struct task *t)
 	t->attempt = attempt + 1;
 }
 
-/* Count one requeue of j (preempted or evicted) and say why. */
-static void count_requeue(struct master *m, struct job *j)
+/* Count one requeue of j (preempted or evicted) and say why.  Restarts are
+ * counted where they are decided (apply_restarts). */
+static void count_requeue(struct master *m, struct job *j, bool restart)
 {
+	if (restart) {
+		m->sched_dirty = true;
+		return;
+	}
 	j->preemptions++;
 	/* The reason says why it was stopped ("...; requeued"). */
 	snprintf(j->last_requeue, sizeof(j->last_requeue), "%.*s", (int)strcspn(j->reason, ";"),
@@ -252,10 +257,58 @@ static void count_requeue(struct master *m, struct job *j)
  * queue whole. */
 static void job_requeue(struct master *m, struct job *j)
 {
-	for (uint32_t i = 0; i < j->ntasks; i++)
+	bool restart = false;
+
+	for (uint32_t i = 0; i < j->ntasks; i++) {
+		restart |= j->tasks[i].restarted;
 		reset_task(&j->tasks[i]);
+	}
 	j->state = JOB_PENDING;
-	count_requeue(m, j);
+	count_requeue(m, j, restart);
+}
+
+/*
+ * The job's restart policy: a task that ended on its own (no stop from us)
+ * badly (on-failure) or at all (always) is run again, while restarts stay
+ * under restart.max.  A training gang restarts whole (the other workers are
+ * stopped first); a replica or a batch task restarts alone.
+ */
+static void apply_restarts(struct master *m, struct job *j)
+{
+	const struct spec *s = j->spec;
+
+	if (s->restart == RESTART_NEVER || j->cancel)
+		return;
+	for (uint32_t i = 0; i < j->ntasks; i++) {
+		struct task *t = &j->tasks[i];
+		bool ok = t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0;
+		char why[REASON_MAX];
+		if (!task_terminal(t->state) || t->requeue || t->stop_sent)
+			continue;
+		if (ok && s->restart != RESTART_ALWAYS)
+			continue;
+		if (j->restarts >= s->restart_max)
+			continue; /* out of restarts: it counts as it ended */
+		j->restarts++;
+		if (ok)
+			snprintf(why, sizeof(why), "task %u exited with code 0", t->idx);
+		else
+			task_failure(t, why, sizeof(why));
+		snprintf(j->last_restart, sizeof(j->last_restart), "%s", why);
+		log_info("job=%" PRIu64 " name=%s restart %u of %u: %s", j->id, s->name, j->restarts,
+			 s->restart_max, why);
+		t->requeue = t->restarted = true;
+		if (s->kind == SPEC_TRAIN) {
+			for (uint32_t k = 0; k < j->ntasks; k++) {
+				struct task *o = &j->tasks[k];
+				if (o->state == TASK_NONE || task_terminal(o->state) || o->stop_sent)
+					continue;
+				o->requeue = o->restarted = true;
+				agents_order_stop(m, j, o);
+			}
+		}
+		job_dirty(m, j);
+	}
 }
 
 void job_update(struct master *m, struct job *j)
@@ -263,14 +316,18 @@ void job_update(struct master *m, struct job *j)
 	uint32_t running = 0, ok = 0, live = 0, none = 0, nbad = 0, req_live = 0, req_done = 0;
 	struct task *bad = NULL;
 	enum job_state old = j->state;
+	/* gang: all tasks succeed or fail together (train, serve); whole: a
+	 * requeue takes every task (train only: replicas restart alone). */
 	bool gang = j->spec->kind != SPEC_BATCH;
+	bool whole = j->spec->kind == SPEC_TRAIN;
 
 	if (job_terminal(j->state))
 		return;
+	apply_restarts(m, j);
 	for (uint32_t i = 0; i < j->ntasks; i++) {
 		struct task *t = &j->tasks[i];
 		bool t_ok = t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0;
-		if (t->requeue && t_ok)
+		if (t->requeue && t_ok && !t->restarted)
 			t->requeue = false; /* it finished before the stop: done */
 		if (t->state == TASK_RUNNING)
 			running++;
@@ -306,19 +363,28 @@ void job_update(struct master *m, struct job *j)
 			task_failure(bad, j->reason, sizeof(j->reason));
 		if (live == 0)
 			j->state = JOB_FAILED;
-	} else if (gang && req_live + req_done > 0) {
-		/* Being preempted or evicted: wait for every task to stop. */
+	} else if (whole && req_live + req_done > 0) {
+		/* Being preempted, evicted or restarted: wait for every task
+		 * to stop. */
 		if (live == 0)
 			job_requeue(m, j);
-	} else if (!gang && req_done > 0) {
-		/* Batch tasks go back to the queue one by one as they stop. */
+	} else if (!whole && req_done > 0) {
+		/* Other tasks go back to the queue one by one as they stop. */
+		bool restart = false, moved = false;
 		for (uint32_t i = 0; i < j->ntasks; i++) {
 			struct task *t = &j->tasks[i];
-			if (t->requeue && task_terminal(t->state))
+			if (t->requeue && task_terminal(t->state)) {
+				if (t->restarted)
+					restart = true;
+				else
+					moved = true;
 				reset_task(t);
+			}
 		}
-		if (req_live == 0)
-			count_requeue(m, j);
+		if (restart)
+			count_requeue(m, j, true);
+		if (moved && req_live == 0)
+			count_requeue(m, j, false);
 		m->sched_dirty = true;
 		job_dirty(m, j);
 		job_update(m, j);
@@ -387,6 +453,7 @@ static cJSON *task_to_json(const struct master *m, const struct job *j, const st
 	if (store) {
 		cJSON_AddBoolToObject(o, "stop_sent", t->stop_sent);
 		cJSON_AddBoolToObject(o, "requeue", t->requeue);
+		cJSON_AddBoolToObject(o, "restarted", t->restarted);
 	}
 	else {
 		cJSON_AddNumberToObject(o, "cpu_pct", t->cpu_pct);
@@ -413,6 +480,10 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	cJSON_AddBoolToObject(o, "cancel", j->cancel);
 	cJSON_AddNumberToObject(o, "preemptions", j->preemptions);
 	cJSON_AddStringToObject(o, "last_requeue", j->last_requeue);
+	cJSON_AddNumberToObject(o, "restarts", j->restarts);
+	cJSON_AddNumberToObject(o, "restart_max", j->spec->restart_max);
+	cJSON_AddStringToObject(o, "restart_policy", spec_restart_str(j->spec->restart));
+	cJSON_AddStringToObject(o, "last_restart", j->last_restart);
 	cJSON_AddNumberToObject(o, "preempted_by", (double)j->preempted_by);
 	cJSON_AddNumberToObject(o, "victims", j->victims);
 	if (full) {
@@ -630,6 +701,7 @@ static int load_task(struct master *m, struct job *j, const cJSON *o)
 	wire_get_bool(o, "requeue", &t->requeue);
 	if (get_u64(o, "attempt", &v) == 0)
 		t->attempt = (uint32_t)v;
+	wire_get_bool(o, "restarted", &t->restarted);
 	if ((t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) &&
 	    !node_find(m, t->node)) {
 		t->state = TASK_LOST;
@@ -682,6 +754,10 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 	get_u64(o, "preempted_by", &j->preempted_by);
 	if (wire_get_str(o, "last_requeue", REASON_MAX - 1, &s) == 0)
 		strlcpy_ok(j->last_requeue, s, sizeof(j->last_requeue));
+	if (get_u64(o, "restarts", &v64) == 0)
+		j->restarts = (uint32_t)v64;
+	if (wire_get_str(o, "last_restart", REASON_MAX - 1, &s) == 0)
+		strlcpy_ok(j->last_restart, s, sizeof(j->last_restart));
 	if (get_u64(o, "victims", &v64) == 0)
 		j->victims = (uint32_t)v64;
 	ts = cJSON_GetObjectItemCaseSensitive(o, "tasks");

@@ -10,6 +10,21 @@ start_agent a1 --gpus 1x16G || exit 1
 
 mlctl run --wait --name victim "$MLS_ROOTFS" -- sleep 1000 >/dev/null
 check "victim runs" job_state_is victim running
+# A job with a restart policy fails over: it must run on a1 now (a2 is
+# drained), and on a2 once a1 is gone.
+start_agent a2 --gpus 1x16G || exit 1
+mlctl drain a2 >/dev/null
+cat >"$T/ha.yaml" <<YAML
+name: ha
+kind: batch
+image: $MLS_ROOTFS
+command: [sleep, "1000"]
+restart: {policy: on-failure, max: 1}
+resources: {memory: 32M}
+YAML
+mlctl submit --wait "$T/ha.yaml" >/dev/null
+check "ha runs on a1" [ "$(mlctl -o json status ha | jq -r '.tasks[0].node')" = a1 ]
+mlctl uncordon a2 >/dev/null
 kill -9 "${AGENT_PID[a1]}"
 wait "${AGENT_PID[a1]}" 2>/dev/null
 node_lost() { mlctl -o json nodes | jq -e --arg n "$1" '.[] | select(.name == $n and .state == "lost")' >/dev/null; }
@@ -17,6 +32,10 @@ check "node lost within 5s" wait_for 5 node_lost a1
 check "job failed" wait_for 5 job_state_is victim failed
 check "task lost" [ "$(mlctl -o json status victim | jq -r '.tasks[0].state')" = lost ]
 check "reason names the node" grep -q "node a1 lost" <<<"$(job_field victim reason)"
+ha_moved() { [ "$(mlctl -o json status ha | jq -r '.state + "/" + .tasks[0].node')" = running/a2 ]; }
+check "ha fails over to a2" wait_for 10 ha_moved
+check "ha used its restart" grep -q "^restart:  on-failure, 1 of 1 used (last: task 0 lost: node a1 lost)" <<<"$(mlctl status ha)"
+mlctl cancel ha >/dev/null
 start_agent a1 --gpus 1x16G || exit 1
 check "node ready again" node_ready a1
 check "leftover container removed" [ -z "$(runc --root "$T/agent-a1/runc" list -q)" ]
