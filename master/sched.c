@@ -191,13 +191,12 @@ static void want_avoid(struct pass *p, struct want *w)
 	w->sj.req.navoid = n;
 }
 
-static void collect(struct pass *p, struct want **pend_out, size_t *np, struct want **run_out,
-		    size_t *nr)
+/* Turn unfinished jobs into core requests (pending work) and holdings
+ * (running work, the preemption candidates); counts go to *np and *nr. */
+static void collect(struct pass *p, size_t *np, size_t *nr)
 {
 	struct master *m = p->m;
 
-	(void)pend_out;
-	(void)run_out;
 	*np = *nr = 0;
 	for (size_t i = 0; i < m->nlive; i++) {
 		struct job *j = m->live[i];
@@ -375,7 +374,7 @@ int sched_run(struct master *m)
 	size_t np, nr, ip = 0, ir = 0;
 	int placed;
 
-	collect(&p, NULL, &np, NULL, &nr);
+	collect(&p, &np, &nr);
 	pend = xcalloc(np + 1, sizeof(*pend));
 	run = xcalloc(nr + 1, sizeof(*run));
 	for (size_t i = 0; i < p.nwants; i++) {

@@ -428,7 +428,7 @@ void job_update(struct master *m, struct job *j)
 
 /* ---- JSON forms ---- */
 
-static cJSON *task_to_json(const struct master *m, const struct job *j, const struct task *t,
+static cJSON *task_to_json(const struct master *m, const struct task *t,
 			   bool store)
 {
 	cJSON *o = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(o, "gpus");
@@ -459,7 +459,6 @@ static cJSON *task_to_json(const struct master *m, const struct job *j, const st
 		cJSON_AddNumberToObject(o, "cpu_pct", t->cpu_pct);
 		cJSON_AddNumberToObject(o, "mem_used", (double)t->mem_used);
 	}
-	(void)j;
 	return o;
 }
 
@@ -489,7 +488,7 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	if (full) {
 		cJSON *ts = cJSON_AddArrayToObject(o, "tasks");
 		for (uint32_t i = 0; i < j->ntasks; i++)
-			cJSON_AddItemToArray(ts, task_to_json(m, j, &j->tasks[i], store));
+			cJSON_AddItemToArray(ts, task_to_json(m, &j->tasks[i], store));
 		cJSON_AddItemToObject(o, "spec", spec_to_json(j->spec));
 	}
 	return o;
