@@ -1,9 +1,12 @@
 /*
  * net.c - wire frames over nng sockets (see net.h).
  */
+#include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <nng/nng.h>
@@ -54,6 +57,33 @@ int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen)
 		nng_close(*s);
 		return ERR_IO;
 	}
+	return 0;
+}
+
+static void pipe_closed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+	int fd = (int)(intptr_t)arg;
+
+	(void)ev;
+	/* A full pipe means the loop is far behind; the node timeout still
+	 * catches a silent node, so a lost notice costs only speed. */
+	if (write(fd, &id, sizeof(id)) < 0)
+		return;
+}
+
+int net_watch_closed(nng_socket s, int *fd)
+{
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
+		return ERR_SYS;
+	if (nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, pipe_closed, (void *)(intptr_t)p[1]) != 0) {
+		close(p[0]);
+		close(p[1]);
+		return ERR_SYS;
+	}
+	*fd = p[0];
 	return 0;
 }
 
@@ -163,6 +193,7 @@ int net_recv_raw(nng_socket s, struct net_peer *peer, struct wire_hdr *h, cJSON 
 		return ERR_PROTO;
 	}
 	memcpy(peer->bt, nng_msg_header(m), peer->btlen);
+	peer->pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(m));
 	rv = decode_msg(m, h, body, &peer->sealed, peer->pk, why, whylen);
 	nng_msg_free(m);
 	return rv;

@@ -26,6 +26,7 @@ struct net_peer {
 	uint8_t bt[NET_BT_MAX];
 	size_t btlen;
 	bool sealed;             /* the request was sealed by pk */
+	uint32_t pipe;           /* the nng connection it came on */
 	uint8_t pk[SEAL_PK_LEN];
 };
 
@@ -44,6 +45,14 @@ void net_peer_key(const uint8_t *pk);
 
 /* Open a raw rep socket listening on url.  0 or ERR_IO (why says). */
 int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen);
+/*
+ * Learn when connections of s close: returns a descriptor that polls
+ * readable and yields the uint32_t ids of closed pipes (as in
+ * net_peer.pipe).  The callback that writes them runs on an nng thread and
+ * does nothing else.  0 or ERR_SYS.
+ */
+int net_watch_closed(nng_socket s, int *fd);
+
 /* Open a req socket dialing url (non-blocking dial: it reconnects by
  * itself), with the given receive timeout.  0 or ERR_IO. */
 int net_dial_req(const char *url, int recv_timeout_ms, nng_socket *s, char *why, size_t whylen);

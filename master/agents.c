@@ -552,8 +552,29 @@ void agents_handle(struct master *m, const struct net_peer *peer, const struct w
 		reconcile(m, n, tasks);
 	n->poll = *peer;
 	n->poll_held = true;
+	n->pipe = peer->pipe;
+	n->closed_at = 0;
 	if (news || cJSON_GetArraySize(n->orders) > 0)
 		reply_poll(m, n);
+}
+
+/*
+ * A killed agent's connection closes at once (the kernel closes its
+ * sockets), long before its heartbeats are missed.  The node is lost when
+ * no new SYNC comes within CLOSE_GRACE_MS of the close: an agent that
+ * restarts, or reconnects after a network blip, is back well within it.
+ */
+#define CLOSE_GRACE_MS 500
+
+void agents_closed(struct master *m, uint32_t pipe)
+{
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct node *n = m->nodes[i];
+		if (n->state == NODE_READY && n->pipe == pipe && pipe != 0 && !n->closed_at) {
+			n->closed_at = now_ms();
+			log_debug(LOG_SUB_WIRE, "node=%s connection closed", n->name);
+		}
+	}
 }
 
 void agents_tick(struct master *m)
@@ -562,13 +583,22 @@ void agents_tick(struct master *m)
 
 	for (size_t i = 0; i < m->nnodes; i++) {
 		struct node *n = m->nodes[i];
-		if (n->state == NODE_READY && now - n->last_seen > m->cfg.node_timeout_ms) {
+		bool silent = now - n->last_seen > m->cfg.node_timeout_ms;
+		bool closed = n->closed_at && now - n->closed_at >= CLOSE_GRACE_MS &&
+			      n->closed_at > n->last_seen;
+		if (n->state == NODE_READY && (silent || closed)) {
 			n->state = NODE_LOST;
 			n->dirty = true;
 			n->poll_held = false;
+			n->closed_at = 0;
 			sched_node_state(m, n);
-			log_warn("node=%s lost: no heartbeat for %" PRIu64 " ms", n->name,
-				 now - n->last_seen);
+			if (closed && !silent)
+				log_warn("node=%s lost: its agent's connection closed and it did not "
+					 "come back within %d ms",
+					 n->name, CLOSE_GRACE_MS);
+			else
+				log_warn("node=%s lost: no heartbeat for %" PRIu64 " ms", n->name,
+					 now - n->last_seen);
 			/* job_update may end a job and so shrink m->live:
 			 * walk it from the end. */
 			for (size_t k = m->nlive; k-- > 0;) {

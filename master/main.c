@@ -132,7 +132,7 @@ int main(int argc, char **argv)
 	const char *level, *debug;
 	char err[512], *store_uri = NULL;
 	uint8_t rnd[8];
-	int nargs, rv, sfd, ctl_fd, ag_fd;
+	int nargs, rv, sfd, ctl_fd, ag_fd, closed_fd;
 	sigset_t sigs;
 	const struct opt tab[] = {
 		{"state-dir", OPT_STR, "/var/lib/mlsched/master", "state folder (store, lock)",
@@ -260,7 +260,8 @@ int main(int argc, char **argv)
 	if (net_listen_raw(m.cfg.listen, &m.ctl, err, sizeof(err)) != 0 ||
 	    net_listen_raw(m.cfg.agent_listen, &m.agents, err, sizeof(err)) != 0)
 		fatal("%s", err);
-	if (net_recv_fd(m.ctl, &ctl_fd) != 0 || net_recv_fd(m.agents, &ag_fd) != 0)
+	if (net_recv_fd(m.ctl, &ctl_fd) != 0 || net_recv_fd(m.agents, &ag_fd) != 0 ||
+	    net_watch_closed(m.agents, &closed_fd) != 0)
 		fatal("cannot get socket descriptors");
 	log_info("mlmaster %s listening on %s (clients) and %s (agents), store %s",
 		 MLSCHED_VERSION, m.cfg.listen, m.cfg.agent_listen, m.cfg.store_uri);
@@ -269,13 +270,21 @@ int main(int argc, char **argv)
 		m.nodes[i]->last_seen = now_ms();
 
 	for (;;) {
-		struct pollfd p[3] = {
+		struct pollfd p[4] = {
 			{.fd = ctl_fd, .events = POLLIN},
 			{.fd = ag_fd, .events = POLLIN},
 			{.fd = sfd, .events = POLLIN},
+			{.fd = closed_fd, .events = POLLIN},
 		};
-		if (poll(p, 3, TICK_MS) < 0 && errno != EINTR)
+		if (poll(p, 4, TICK_MS) < 0 && errno != EINTR)
 			fatal("poll: %s", strerror(errno));
+		if (p[3].revents & POLLIN) {
+			uint32_t ids[64];
+			ssize_t n;
+			while ((n = read(closed_fd, ids, sizeof(ids))) > 0)
+				for (ssize_t k = 0; k < n / (ssize_t)sizeof(*ids); k++)
+					agents_closed(&m, ids[k]);
+		}
 		if (p[2].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {

@@ -97,6 +97,8 @@ struct node {
 	uint64_t last_seen;     /* monotonic ms */
 	char boot[40];          /* the agent process we talk to */
 	bool poll_held;         /* a SYNC request is waiting for orders */
+	uint32_t pipe;          /* connection of its latest SYNC */
+	uint64_t closed_at;     /* monotonic ms that connection closed, 0 = open */
 	struct net_peer poll;
 	uint64_t order_seq;     /* last order seq issued */
 	uint64_t order_acked;   /* agent has processed orders <= this */
@@ -216,6 +218,8 @@ void agents_order_start(struct master *m, struct job *j, struct task *t);
 void agents_order_stop(struct master *m, struct job *j, struct task *t);
 /* Answer held polls that have orders; mark silent nodes lost. */
 void agents_tick(struct master *m);
+/* An agent connection closed (pipe id from net_watch_closed). */
+void agents_closed(struct master *m, uint32_t pipe);
 
 /* api.c */
 void api_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
