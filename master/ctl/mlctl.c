@@ -507,9 +507,11 @@ static int cmd_status(int argc, char **argv)
 	if (*str(j, "reason"))
 		printf("reason:   %s\n", str(j, "reason"));
 	printf("priority: %.0f\n", num(j, "priority"));
-	printf("restart:  %s, %.0f of %.0f used%s%s%s\n", str(j, "restart_policy"), num(j, "restarts"),
-	       num(j, "restart_max"), *str(j, "last_restart") ? " (last: " : "",
-	       str(j, "last_restart"), *str(j, "last_restart") ? ")" : "");
+	if (strcmp(str(j, "restart_policy"), "never") != 0)
+		printf("restart:  %s, %.0f of %.0f used%s%s%s\n", str(j, "restart_policy"),
+		       num(j, "restarts"), num(j, "restart_max"),
+		       *str(j, "last_restart") ? " (last: " : "", str(j, "last_restart"),
+		       *str(j, "last_restart") ? ")" : "");
 	if (num(j, "preemptions") > 0)
 		printf("requeued: %.0f time%s (last: %s)\n", num(j, "preemptions"),
 		       num(j, "preemptions") == 1 ? "" : "s", str(j, "last_requeue"));
