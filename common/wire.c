@@ -420,15 +420,12 @@ cJSON *wire_error_body(int code, const char *fmt, ...)
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vasprintf(&msg, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		n = 0;
-	msg = xmalloc((size_t)n + 1);
-	msg[0] = '\0';
-	va_start(ap, fmt);
-	vsnprintf(msg, (size_t)n + 1, fmt, ap);
-	va_end(ap);
+	if (n < 0) {
+		fprintf(stderr, "out of memory\n");
+		abort();
+	}
 
 	cjson_must(cJSON_AddNumberToObject(obj, "code", code));
 	cjson_must(cJSON_AddStringToObject(obj, "message", msg));
