@@ -1,13 +1,20 @@
 /*
  * agent.h - mlagent's state.  One thread owns all of it: the loop in main.c
- * waits on the master socket, a signalfd (SIGCHLD, SIGTERM, SIGINT) and its
- * timers.  The agent is a child subreaper, so every container's init process
- * is reparented to it when runc exits, and its exit reaches our waitpid().
+ * waits on the master socket, a signalfd (SIGCHLD, SIGTERM, SIGINT), the
+ * pidfds of shims it adopted, and its timers.
+ *
+ * Each task runs under its own shim ("mlagent shim DIR", see main.c): a
+ * child subreaper that starts the container with runc, reaps its init and
+ * writes the exit status to DIR/exit.  Shims outlive the agent, so an agent
+ * restart leaves containers running: the new agent finds each task's folder
+ * (DIR/meta.json), adopts its live shim (a pidfd, since it is no longer our
+ * child) or reads the exit it recorded meanwhile.
  */
 #ifndef MLSCHED_AGENT_H
 #define MLSCHED_AGENT_H
 
 #include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -27,9 +34,14 @@ struct atask {
 	char dir[PATH_MAX];    /* bundle folder */
 	char cgroup[256];
 	pid_t pid;             /* container init, on the host */
+	pid_t shim;            /* its shim: our child, or adopted after a restart */
+	int pidfd;             /* adopted shim's pidfd, -1 if none */
+	bool adopted;          /* shim started by an earlier agent process */
 	bool stopping;
 	bool killed;           /* SIGKILL sent */
 	uint64_t kill_at;      /* monotonic ms: SIGKILL if still running */
+	cJSON *next_start;     /* start order of a later attempt, run once this
+				* one has ended (they share the container id) */
 	struct atask *next;
 };
 
@@ -38,6 +50,7 @@ struct agent_cfg {
 	const char *join;
 	uint64_t cpus_milli, memory, heartbeat_ms;
 	bool insecure;
+	bool stop_tasks_on_exit; /* SIGTERM/SIGINT kill the containers too */
 };
 
 #define RAN_MAX 4096
@@ -71,7 +84,10 @@ struct agent {
 	uint64_t mem_total;
 	cJSON *labels;
 	struct cpu_sampler cpu;
-	char logs_dir[PATH_MAX], tasks_dir[PATH_MAX];
+	char logs_dir[PATH_MAX], tasks_dir[PATH_MAX]; /* absolute */
+	char runc_root[PATH_MAX];                     /* absolute */
+	struct pollfd *pfds;   /* the loop's poll set, grown as needed */
+	size_t npfds_cap;
 	struct seal_ctx *seal;
 	char last_error[256];  /* the master's last refusal, logged once */
 	bool joined;           /* the master has accepted our key */

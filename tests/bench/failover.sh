@@ -30,7 +30,7 @@ cleanup() {
 	local r id
 	for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
-	for r in "$T"/*/runc; do
+	for r in "$T"/run-*/*/runc; do
 		[ -d "$r" ] || continue
 		for id in $(runc --root "$r" list -q 2>/dev/null); do
 			runc --root "$r" kill "$id" KILL >/dev/null 2>&1

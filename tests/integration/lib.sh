@@ -87,26 +87,32 @@ wait_for() {
 	return 1
 }
 
+# master_says FROM PATTERN: master.log matches PATTERN past byte FROM (what
+# this master process wrote, not an earlier one: a restarted master reuses
+# the ports, and mlctl requests sealed before it is up are refused).
+master_says() { tail -c +"$(($1 + 1))" "$T/master.log" | grep -q "$2"; }
+
 start_master() {
-	local tries
+	local tries from
 	if [ "$SECURE" = 1 ] && [ ! -f "$T/master/master.key" ]; then
 		"$MLMASTER" init --state-dir "$T/master" >/dev/null 2>>"$T/master.log" || return 1
 	fi
 	for tries in 1 2 3 4 5; do
 		[ -n "$CTL_PORT" ] || CTL_PORT=$((20000 + RANDOM % 20000))
 		[ -n "$AGENT_PORT" ] || AGENT_PORT=$((CTL_PORT + 1))
+		from=$(stat -c %s "$T/master.log" 2>/dev/null || echo 0)
 		# shellcheck disable=SC2046
 		"$MLMASTER" $(master_sec) --state-dir "$T/master" --listen "tcp://127.0.0.1:$CTL_PORT" \
 			--agent-listen "tcp://127.0.0.1:$AGENT_PORT" --grace 1s "$@" \
 			>>"$T/master.log" 2>&1 &
 		MASTER_PID=$!
-		if wait_for 5 grep -q "listening on tcp://127.0.0.1:$CTL_PORT" "$T/master.log"; then
+		if wait_for 5 master_says "$from" "listening on tcp://127.0.0.1:$CTL_PORT"; then
 			return 0
 		fi
 		kill -9 "$MASTER_PID" 2>/dev/null
 		wait "$MASTER_PID" 2>/dev/null
 		MASTER_PID=
-		if grep -q "cannot listen" "$T/master.log" && [ "$tries" -lt 5 ]; then
+		if master_says "$from" "cannot listen" && [ "$tries" -lt 5 ]; then
 			CTL_PORT= AGENT_PORT=
 			continue
 		fi
@@ -141,6 +147,22 @@ job_field() {
 
 job_state_is() { [ "$(job_field "$1" state)" = "$2" ]; }
 
+# kill_shims: kill -9 the task shims ("mlagent shim DIR", one per task;
+# they outlive their agent) of this test's agents.  Their containers keep
+# running until runc kills them.
+kill_shims() {
+	local f pid dir
+	for f in "$T"/agent-*/tasks/*/shim.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		dir=$(realpath "$(dirname "$f")")
+		# shim.pid may be stale: make sure the pid is still that shim.
+		if [ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" = "mlagent shim $dir " ]; then
+			kill -9 "$pid" 2>/dev/null
+		fi
+	done
+}
+
 # Every test ends here, pass or fail: stop daemons, remove containers.
 cleanup() {
 	local name root id
@@ -149,6 +171,8 @@ cleanup() {
 	done
 	[ -n "$MASTER_PID" ] && kill -9 "$MASTER_PID" 2>/dev/null
 	wait 2>/dev/null
+	# Before the containers: a shim would write into $T as it is removed.
+	kill_shims
 	for root in "$T"/agent-*/runc; do
 		[ -d "$root" ] || continue
 		for id in $(runc --root "$root" list -q 2>/dev/null); do
