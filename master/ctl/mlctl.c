@@ -191,6 +191,8 @@ static void fmt_age(uint64_t wall, char *buf, size_t len)
 	uint64_t now = wall_ms();
 	if (!wall || wall > now)
 		snprintf(buf, len, "-");
+	else if (now - wall < 1000)
+		snprintf(buf, len, "0s");
 	else
 		units_format_duration((now - wall) / 1000 * 1000, buf, len);
 }
