@@ -177,7 +177,7 @@ static int write_num(const char *path, uint64_t v)
 	char buf[32];
 	int n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", v);
 
-	return file_write_atomic(path, buf, (size_t)n);
+	return file_replace(path, buf, (size_t)n);
 }
 
 static int meta_write(struct agent *a, const struct atask *t, const char *logp, char *why,
@@ -199,7 +199,9 @@ static int meta_write(struct agent *a, const struct atask *t, const char *logp, 
 		fprintf(stderr, "mlagent: out of memory\n");
 		abort();
 	}
-	if (file_write_atomic(path, text, strlen(text)) != 0) {
+	/* No fsync: task files matter across an agent restart, not a
+	 * machine restart (which ends the containers too). */
+	if (file_replace(path, text, strlen(text)) != 0) {
 		set_why(why, whylen, "cannot write %.300s: %s", path, strerror(errno));
 		rv = ERR_IO;
 	}
@@ -1223,7 +1225,7 @@ static int shim_main(const char *dir)
 	n = snprintf(buf, sizeof(buf), "code %d signal %d\n",
 		     WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
 		     WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-	if (file_write_atomic(path, buf, (size_t)n) != 0) {
+	if (file_replace(path, buf, (size_t)n) != 0) {
 		log_error("container=%s: cannot write %s: %s", id, path, strerror(errno));
 		goto out;
 	}

@@ -378,7 +378,7 @@ int bundle_write(const char *dir, const struct bundle_opts *o, char *why, size_t
 		abort();
 	}
 	path = xasprintf("%s/config.json", dir);
-	if ((rv = file_write_atomic(path, text, strlen(text))) != 0) {
+	if ((rv = file_replace(path, text, strlen(text))) != 0) {
 		set_why(why, whylen, "writing %s: %s", path, strerror(errno));
 		rv = ERR_IO;
 		goto out;

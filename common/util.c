@@ -229,7 +229,7 @@ out:
 	return rv;
 }
 
-int file_write_atomic(const char *path, const void *data, size_t len)
+static int replace_file(const char *path, const void *data, size_t len, bool sync)
 {
 	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
 	int fd, rv = ERR_IO;
@@ -237,7 +237,7 @@ int file_write_atomic(const char *path, const void *data, size_t len)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		goto out;
-	if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+	if (write_all(fd, data, len) < 0 || (sync && fsync(fd) < 0)) {
 		close(fd);
 		unlink(tmp);
 		goto out;
@@ -246,12 +246,22 @@ int file_write_atomic(const char *path, const void *data, size_t len)
 		unlink(tmp);
 		goto out;
 	}
-	if (fsync_parent(path) < 0)
+	if (sync && fsync_parent(path) < 0)
 		goto out;
 	rv = 0;
 out:
 	free(tmp);
 	return rv;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len)
+{
+	return replace_file(path, data, len, true);
+}
+
+int file_replace(const char *path, const void *data, size_t len)
+{
+	return replace_file(path, data, len, false);
 }
 
 int mkdir_p(const char *path, unsigned mode)

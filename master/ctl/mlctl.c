@@ -223,8 +223,7 @@ static cJSON *get_job(const char *ref)
 }
 
 /* Wait until every task of the job has started (or the job ended).  Polls
- * quickly at first (a container starts in tens of ms), then backs off to
- * 200 ms; says once why a job is still pending. */
+ * quickly at first, then backs off; says once why a job is still pending. */
 static int wait_started(const char *ref)
 {
 	useconds_t delay = 2000;
@@ -250,7 +249,9 @@ static int wait_started(const char *ref)
 		if (rc >= 0)
 			return rc;
 		usleep(delay);
-		if (delay < 200000)
+		/* Containers start in tens of ms: poll every 2 ms for the
+		 * first 200 ms, then back off to 200 ms. */
+		if (now_ms() - t0 > 200 && delay < 200000)
 			delay += delay / 4;
 	}
 }
