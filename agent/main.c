@@ -1365,6 +1365,18 @@ int main(int argc, char **argv)
 	if (!realpath(a.cfg.runc_root, a.runc_root))
 		fatal("--runc-root %s: %s", a.cfg.runc_root, strerror(errno));
 	a.runc.bin = a.cfg.runc_bin;
+	{
+		/* A node whose runc does not run would take tasks and fail
+		 * them all: refuse to start instead. */
+		const char *ver[] = {a.cfg.runc_bin, "--version", NULL};
+		char out[256] = "";
+		int st = 0;
+		if (proc_run(ver, -1, &st, out, sizeof(out)) != 0 || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 0)
+			fatal("%s --version does not run (%s): install runc (apt-get install runc) "
+			      "or pass --runc PATH",
+			      a.cfg.runc_bin, out[0] ? out : "exit status non-zero");
+	}
 	a.runc.root = a.runc_root;
 	a.cpu_milli = a.cfg.cpus_milli ? (uint32_t)a.cfg.cpus_milli : sysinfo_cpu_milli();
 	a.mem_total = a.cfg.memory ? a.cfg.memory : sysinfo_mem_total();

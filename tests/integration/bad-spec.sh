@@ -44,5 +44,7 @@ err=$(mlctl run --name dup "$MLS_ROOTFS" -- true 2>&1)
 check "duplicate active name refused" grep -q 'job name "dup" is in use by job' <<<"$err"
 mlctl cancel dup >/dev/null
 check "dup cancelled" wait_for 10 job_state_is dup cancelled
+err=$(timeout 10 "$MLAGENT" --insecure --runc /nonexistent/runc --state-dir "$T/norunc" --name norunc 2>&1)
+check "an agent without a working runc refuses to start" grep -q "does not run.*install runc" <<<"$err"
 check "master refuses to start without keys or --insecure" bash -c "! \"$MLMASTER\" --state-dir $T/x 2>/dev/null"
 finish
