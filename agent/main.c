@@ -70,19 +70,6 @@ static cJSON *event_new(struct agent *a, const char *type, uint64_t job, uint32_
 	return e;
 }
 
-static void events_acked(struct agent *a, uint64_t ack)
-{
-	cJSON *e = a->events->child;
-
-	while (e) {
-		cJSON *next = e->next;
-		cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "seq");
-		if (cJSON_IsNumber(s) && (uint64_t)s->valuedouble <= ack)
-			cJSON_Delete(cJSON_DetachItemViaPointer(a->events, e));
-		e = next;
-	}
-}
-
 /* ---- tasks ---- */
 
 static struct atask *task_find(struct agent *a, uint64_t job, uint32_t idx)
@@ -663,7 +650,7 @@ static void handle_orders(struct agent *a, const cJSON *body)
 		a->order_ack = 0;
 	}
 	if (wire_get_u64(body, "ack", UINT64_MAX >> 11, &ack) == 0)
-		events_acked(a, ack);
+		wire_drop_acked(a->events, ack);
 	a->next_sync = 0; /* acknowledge at once */
 	if (wire_get_array(body, "orders", 100000, &orders) != 0)
 		return;

@@ -412,6 +412,19 @@ int wire_get_object(const cJSON *obj, const char *key, const cJSON **out)
 	return 0;
 }
 
+void wire_drop_acked(cJSON *array, uint64_t ack)
+{
+	cJSON *it = array ? array->child : NULL;
+
+	while (it) {
+		cJSON *next = it->next;
+		cJSON *seq = cJSON_GetObjectItemCaseSensitive(it, "seq");
+		if (cJSON_IsNumber(seq) && seq->valuedouble >= 0 && (uint64_t)seq->valuedouble <= ack)
+			cJSON_Delete(cJSON_DetachItemViaPointer(array, it));
+		it = next;
+	}
+}
+
 cJSON *wire_error_body(int code, const char *fmt, ...)
 {
 	cJSON *obj = cjson_must(cJSON_CreateObject());

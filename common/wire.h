@@ -101,6 +101,10 @@ int wire_get_bool(const cJSON *obj, const char *key, bool *out);
 int wire_get_array(const cJSON *obj, const char *key, size_t maxitems, const cJSON **out);
 int wire_get_object(const cJSON *obj, const char *key, const cJSON **out);
 
+/* Orders and events are numbered ("seq") and acknowledged cumulatively:
+ * remove from array every item whose seq is <= ack. */
+void wire_drop_acked(cJSON *array, uint64_t ack);
+
 /* Build an error reply body: {code, message}. */
 cJSON *wire_error_body(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -137,24 +137,30 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 	agents_order(m, n, o);
 }
 
+/* Queue a stop of one run (attempt) of a task on n. */
+static void order_stop(struct master *m, struct node *n, uint64_t job, uint32_t task,
+		       uint32_t attempt)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "op", "stop");
+	cJSON_AddNumberToObject(o, "job", (double)job);
+	cJSON_AddNumberToObject(o, "task", task);
+	cJSON_AddNumberToObject(o, "attempt", attempt);
+	cJSON_AddNumberToObject(o, "grace_ms", (double)m->cfg.grace_ms);
+	agents_order(m, n, o);
+}
+
 void agents_order_stop(struct master *m, struct job *j, struct task *t)
 {
 	struct node *n = node_find(m, t->node);
-	cJSON *o;
 
 	t->stop_sent = true;
 	job_dirty(m, j);
-	if (!n)
-		return;
 	/* Queued even for a node that is silent now: if it comes back, the
 	 * order is waiting; if it is declared lost, its orders go with it. */
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "op", "stop");
-	cJSON_AddNumberToObject(o, "job", (double)j->id);
-	cJSON_AddNumberToObject(o, "task", t->idx);
-	cJSON_AddNumberToObject(o, "attempt", t->attempt);
-	cJSON_AddNumberToObject(o, "grace_ms", (double)m->cfg.grace_ms);
-	agents_order(m, n, o);
+	if (n)
+		order_stop(m, n, j->id, t->idx, t->attempt);
 }
 
 static void reply_poll(struct master *m, struct node *n)
@@ -171,16 +177,20 @@ static void reply_poll(struct master *m, struct node *n)
 /* Forget orders the agent has processed. */
 static void drop_acked(struct node *n, uint64_t ack)
 {
-	cJSON *o = n->orders->child;
-
-	while (o) {
-		cJSON *next = o->next;
-		cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
-		if (cJSON_IsNumber(seq) && (uint64_t)seq->valuedouble <= ack)
-			cJSON_Delete(cJSON_DetachItemViaPointer(n->orders, o));
-		o = next;
-	}
+	wire_drop_acked(n->orders, ack);
 	n->order_acked = ack;
+}
+
+/* Is o an order of op op_name (NULL: any op) for this task? */
+static bool order_is(const cJSON *o, const char *op_name, uint64_t job, uint32_t task)
+{
+	const cJSON *op = cJSON_GetObjectItemCaseSensitive(o, "op");
+	const cJSON *jj = cJSON_GetObjectItemCaseSensitive(o, "job");
+	const cJSON *tt = cJSON_GetObjectItemCaseSensitive(o, "task");
+
+	return cJSON_IsString(op) && (!op_name || strcmp(op->valuestring, op_name) == 0) &&
+	       cJSON_IsNumber(jj) && (uint64_t)jj->valuedouble == job && cJSON_IsNumber(tt) &&
+	       (uint32_t)tt->valuedouble == task;
 }
 
 /* Forget queued orders of one op for one task (NULL op: every op). */
@@ -190,12 +200,7 @@ static void drop_orders(struct node *n, const char *op_name, uint64_t job, uint3
 
 	while (o) {
 		cJSON *next = o->next;
-		cJSON *op = cJSON_GetObjectItemCaseSensitive(o, "op");
-		cJSON *jj = cJSON_GetObjectItemCaseSensitive(o, "job");
-		cJSON *tt = cJSON_GetObjectItemCaseSensitive(o, "task");
-		if (cJSON_IsString(op) && (!op_name || strcmp(op->valuestring, op_name) == 0) &&
-		    cJSON_IsNumber(jj) && (uint64_t)jj->valuedouble == job && cJSON_IsNumber(tt) &&
-		    (uint32_t)tt->valuedouble == task)
+		if (order_is(o, op_name, job, task))
 			cJSON_Delete(cJSON_DetachItemViaPointer(n->orders, o));
 		o = next;
 	}
@@ -203,16 +208,11 @@ static void drop_orders(struct node *n, const char *op_name, uint64_t job, uint3
 
 static bool has_stop_order(struct node *n, uint64_t job, uint32_t task)
 {
-	cJSON *o;
+	const cJSON *o;
 
 	cJSON_ArrayForEach(o, n->orders)
 	{
-		cJSON *op = cJSON_GetObjectItemCaseSensitive(o, "op");
-		cJSON *jj = cJSON_GetObjectItemCaseSensitive(o, "job");
-		cJSON *tt = cJSON_GetObjectItemCaseSensitive(o, "task");
-		if (cJSON_IsString(op) && strcmp(op->valuestring, "stop") == 0 &&
-		    cJSON_IsNumber(jj) && (uint64_t)jj->valuedouble == job && cJSON_IsNumber(tt) &&
-		    (uint32_t)tt->valuedouble == task)
+		if (order_is(o, "stop", job, task))
 			return true;
 	}
 	return false;
@@ -379,18 +379,12 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 		wire_get_u64(e, "job", UINT64_MAX >> 11, &jid);
 		wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx);
 		if (strcmp(st, "stopping") != 0 && !has_stop_order(n, jid, (uint32_t)idx)) {
-			cJSON *o = cJSON_CreateObject();
 			uint64_t att = 0;
 			wire_get_u64(e, "attempt", UINT32_MAX, &att);
-			cJSON_AddStringToObject(o, "op", "stop");
-			cJSON_AddNumberToObject(o, "job", (double)jid);
-			cJSON_AddNumberToObject(o, "task", (double)idx);
-			cJSON_AddNumberToObject(o, "attempt", (double)att);
-			cJSON_AddNumberToObject(o, "grace_ms", (double)m->cfg.grace_ms);
 			log_warn("node=%s runs job=%" PRIu64 " task=%" PRIu64
 				 " which the master has ended or placed elsewhere: stopping it",
 				 n->name, jid, idx);
-			agents_order(m, n, o);
+			order_stop(m, n, jid, (uint32_t)idx, (uint32_t)att);
 		}
 	}
 	/* Running tasks the agent no longer lists are gone (its exit event

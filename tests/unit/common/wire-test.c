@@ -594,6 +594,26 @@ static void test_sender_id(void **state)
 	assert_true(wire_sender_id("gpu-07") != 0);
 }
 
+/* Cumulative acks drop exactly the items numbered up to the ack. */
+static void test_drop_acked(void **state)
+{
+	cJSON *a = cJSON_Parse("[{\"seq\":1},{\"seq\":5},{\"seq\":2},{\"x\":1},{\"seq\":9}]");
+	char *s;
+
+	(void)state;
+	assert_non_null(a);
+	wire_drop_acked(a, 2);
+	s = cJSON_PrintUnformatted(a);
+	assert_string_equal(s, "[{\"seq\":5},{\"x\":1},{\"seq\":9}]");
+	free(s);
+	wire_drop_acked(a, 9);
+	s = cJSON_PrintUnformatted(a);
+	assert_string_equal(s, "[{\"x\":1}]");
+	free(s);
+	wire_drop_acked(NULL, 3);
+	cJSON_Delete(a);
+}
+
 static void test_error_body(void **state)
 {
 	cJSON *b = wire_error_body(ERR_NOENT, "no job %s (%d tried)", "resnet50", 3);
@@ -759,6 +779,7 @@ int main(void)
 	    cmocka_unit_test(test_get_other),
 	    cmocka_unit_test(test_sender_id),
 	    cmocka_unit_test(test_error_body),
+	    cmocka_unit_test(test_drop_acked),
 	    cmocka_unit_test(test_fuzz_random),
 	    cmocka_unit_test(test_fuzz_mutations),
 	};
