@@ -1,14 +1,25 @@
 /*
- * agent.h - mlagent's state.  One thread owns all of it: the loop in main.c
- * waits on the master socket, a signalfd (SIGCHLD, SIGTERM, SIGINT), the
- * pidfds of shims it adopted, and its timers.
+ * agent.h - mlagent's state and the functions its files share.  One thread
+ * owns all of it: the loop in main.c waits on the master socket, a signalfd
+ * (SIGCHLD, SIGTERM, SIGINT), the pidfds of shims it adopted, the sockets of
+ * health checks in flight, and its timers.
  *
- * Each task runs under its own shim ("mlagent shim DIR", see main.c): a
+ *   main.c     options, set-up, the poll loop
+ *   session.c  the master session: events, orders, the SYNC message
+ *   task.c     the task table: start, stop, ends, reattach after a restart,
+ *              ports and health probes of running tasks
+ *   shim.c     the per-task shim process and the task folder's files
+ *   probe.c    health checks (probe.h)
+ *   runc.c     bundles and runc calls (runc.h)
+ *
+ * Each task runs under its own shim ("mlagent shim DIR", see shim.c): a
  * child subreaper that starts the container with runc, reaps its init and
  * writes the exit status to DIR/exit.  Shims outlive the agent, so an agent
  * restart leaves containers running: the new agent finds each task's folder
  * (DIR/meta.json), adopts its live shim (a pidfd, since it is no longer our
  * child) or reads the exit it recorded meanwhile.
+ *
+ * Nothing here is thread-safe, and nothing needs to be.
  */
 #ifndef MLSCHED_AGENT_H
 #define MLSCHED_AGENT_H
@@ -22,6 +33,7 @@
 #include <cjson/cJSON.h>
 
 #include "gpu/gpu.h"
+#include "probe.h"
 #include "runc.h"
 #include "seal.h"
 #include "sysinfo.h"
@@ -42,12 +54,18 @@ struct atask {
 	uint64_t kill_at;      /* monotonic ms: SIGKILL if still running */
 	cJSON *next_start;     /* start order of a later attempt, run once this
 				* one has ended (they share the container id) */
+	uint16_t port;         /* the master's port for it (PORT), 0 = none */
+	struct probe *probe;   /* its health probe while it runs, or NULL */
+	bool has_health;       /* it has a probe (health below is reported) */
+	enum probe_state health; /* the probe's last verdict */
+	int pfd;               /* index of the probe's pollfd this turn, -1 */
 	struct atask *next;
 };
 
 struct agent_cfg {
 	const char *master, *name, *state_dir, *gpus, *labels, *runc_bin, *runc_root, *address;
 	const char *join;
+	const char *ports;       /* --ports LO-HI */
 	uint64_t cpus_milli, memory, heartbeat_ms;
 	bool insecure;
 	bool stop_tasks_on_exit; /* SIGTERM/SIGINT kill the containers too */
@@ -59,7 +77,7 @@ struct agent {
 	struct {
 		uint64_t job;
 		uint32_t idx, attempt;
-	} ran[RAN_MAX];  /* recent starts, see ran_before() */
+	} ran[RAN_MAX];  /* recent starts, see task_ran_before() */
 	size_t ran_next;
 	struct agent_cfg cfg;
 	struct runc runc;
@@ -82,6 +100,7 @@ struct agent {
 	size_t ngpus;
 	uint32_t cpu_milli;
 	uint64_t mem_total;
+	uint16_t port_lo, port_hi; /* --ports: what the master hands to tasks */
 	cJSON *labels;
 	struct cpu_sampler cpu;
 	char logs_dir[PATH_MAX], tasks_dir[PATH_MAX]; /* absolute */
@@ -92,5 +111,117 @@ struct agent {
 	char last_error[256];  /* the master's last refusal, logged once */
 	bool joined;           /* the master has accepted our key */
 };
+
+/* ---- session.c: the master session ---- */
+
+#define LOG_CHUNK_MAX (64 * 1024)
+#define MAX_PENDING_EVENTS 100000
+#define EVENTS_PER_SYNC 1000 /* the master takes at most 4096 per message */
+
+/*
+ * Queue an event {"seq", "type", "job", "task", "attempt"} for the master and
+ * make the next SYNC go at once.  attempt: which run of the task (the master
+ * requeues tasks); events of an old attempt must not touch a new one.
+ * Returns the event (owned by a->events) for the caller to add fields to.
+ */
+cJSON *session_event(struct agent *a, const char *type, uint64_t job, uint32_t idx,
+		     uint32_t attempt);
+/* Send a SYNC request now (capacity, utilization, events, tasks); sets
+ * in_flight, sent_at and next_sync. */
+void session_sync(struct agent *a);
+/* Take every reply waiting on the master socket (without blocking): orders
+ * are carried out, refusals logged once. */
+void session_receive(struct agent *a);
+
+/* ---- task.c: the task table ---- */
+
+struct atask *task_find(struct agent *a, uint64_t job, uint32_t idx);
+/* STATE_DIR/logs/JOB-TASK.log; the caller frees it. */
+char *task_log_path(struct agent *a, uint64_t job, uint32_t idx);
+/* Unlink t from the task list and free it (its probe too); the container
+ * and its folder stay (see task_remove). */
+void task_forget(struct agent *a, struct atask *t);
+/* The task has ended: remove its container and folder (the log is kept),
+ * and forget it. */
+void task_remove(struct agent *a, struct atask *t);
+/*
+ * A start order (o, for job/idx/attempt): write the bundle and meta.json,
+ * check its port, start the shim, start its probe.  Reports "started" or
+ * "failed" (with the reason) as an event; never fails otherwise.
+ */
+void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uint32_t attempt);
+/*
+ * A stop order: SIGTERM now and SIGKILL after grace ms (at once when grace
+ * is 0).  reason (may be NULL) says why the master wants it gone; with grace
+ * 0 it is logged at warn level.  A stop for a run still waiting to start
+ * drops it ("gone"); a stop for a task not here reports "gone".
+ */
+void task_stop(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt, uint64_t grace,
+	       const char *reason);
+/* t's shim is gone: report the exit it recorded, or else lost_why, remove
+ * the task, and start the later attempt waiting for it, if any. */
+void task_ended(struct agent *a, struct atask *t, const char *lost_why);
+/* SIGCHLD: reap our children: shims (their tasks end) and exec probes
+ * (handed to their probe). */
+void task_reap(struct agent *a);
+/* Shims adopted from an earlier agent that have exited since. */
+void task_check_adopted(struct agent *a);
+/* SIGKILL stopping tasks whose grace has run out. */
+void task_kill_overdue(struct agent *a);
+/* Take over what an earlier agent process left (task folders, strays). */
+void task_reattach(struct agent *a);
+/* SIGTERM/SIGINT: forget the tasks (they keep running) or, with
+ * --stop-tasks-on-exit, kill them and report their ends. */
+void task_shutdown(struct agent *a);
+/* Has this process started (job, idx, attempt) lately?  And remember it. */
+bool task_ran_before(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt);
+void task_remember_ran(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt);
+/*
+ * Health probes of the running tasks, for the loop: task_probe_next gives
+ * the earliest monotonic ms a probe needs a step (UINT64_MAX for none);
+ * task_probe_pollfds appends the pollfds of checks in flight to a->pfds from
+ * index np (growing it) and returns the new count; task_probe_step steps
+ * every probe with the revents the poll left, and reports changes of
+ * verdict ("health" events, log lines).
+ */
+uint64_t task_probe_next(struct agent *a);
+size_t task_probe_pollfds(struct agent *a, size_t np);
+void task_probe_step(struct agent *a, uint64_t now);
+
+/* ---- shim.c: the shim and the task folder ---- */
+
+#define SHIM_REPORT_FD 3
+#define SHIM_REPORT_MAX 1024
+#define SHIM_START_TIMEOUT_MS 120000 /* runc run takes tens of ms */
+#define META_MAX (64 * 1024)
+#define CMDLINE_MAX 8192
+
+/* "mlagent shim DIR": the shim process itself.  Exit status for main. */
+int shim_main(const char *dir);
+/*
+ * Start t's shim and wait for its report: 0 with t->shim and t->pid set once
+ * the container runs, or ERR_RUNC / ERR_SYS with the reason in why.  A shim
+ * that fails exits at once; task_reap() collects it.
+ */
+int shim_spawn(struct atask *t, char *why, size_t whylen);
+/* Take over the live shim of a task an earlier agent started (t->shim):
+ * sets t->pidfd.  False when the shim is gone (or the pid is another
+ * process now). */
+bool shim_adopt(struct atask *t);
+/* Has an adopted shim exited? */
+bool shim_gone(const struct atask *t);
+/* The path of a file in t's folder; the caller frees it. */
+char *shim_file(const struct atask *t, const char *name);
+/* A number written alone in a small file (a pid, a time): read, write.
+ * 0 or an err.h code. */
+int shim_read_num(const char *path, uint64_t max, uint64_t *v);
+int shim_write_num(const char *path, uint64_t v);
+/*
+ * Write t's meta.json: job, task, attempt, id, cgroup, runc, runc_root, log
+ * (logp), started (wall ms, now), port (when t->port) and health (a copy of
+ * the order's object, when not NULL).  0 or ERR_IO with why.
+ */
+int shim_meta_write(struct agent *a, const struct atask *t, const char *logp,
+		    const cJSON *health, char *why, size_t whylen);
 
 #endif

@@ -33,7 +33,12 @@
 #define DEFAULT_HEALTH_INTERVAL_MS 1000
 #define DEFAULT_HEALTH_TIMEOUT_MS 500
 #define DEFAULT_HEALTH_FAILURES 3
+#define DEFAULT_HEALTH_SUCCESSES 1
 #define DEFAULT_COOLDOWN_MS 30000
+#define DEFAULT_WINDOW_MS 30000
+#define DEFAULT_RESCHEDULE_MAX 3
+#define DEFAULT_ROLLOUT_DEADLINE_MS (2 * 60 * 1000)
+#define MAX_COUNT 1000000 /* restart, reschedule, failures, successes */
 
 /* ---- the common tree ---------------------------------------------------- */
 
@@ -342,15 +347,24 @@ enum fid {
 	F_CONSTRAINTS,
 	F_HEALTH,
 	F_HTTP,
+	F_TCP,
 	F_EXEC,
 	F_INTERVAL,
 	F_TIMEOUT,
 	F_FAILURES,
+	F_SUCCESSES,
+	F_GRACE,
 	F_AUTOSCALE,
 	F_AS_MIN,
 	F_AS_MAX,
 	F_AS_TARGET,
+	F_AS_CPU_TARGET,
+	F_AS_WINDOW,
 	F_AS_COOLDOWN,
+	F_RESCHEDULE,
+	F_RESCHEDULE_MAX,
+	F_ROLLOUT,
+	F_ROLLOUT_DEADLINE,
 	F_COUNT
 };
 
@@ -360,6 +374,7 @@ enum ftype {
 	T_KIND,
 	T_RESTART,
 	T_ARGV,
+	T_ADDR, /* text; JSON also takes an integer (health.tcp: 8080) */
 	T_LIST,
 	T_ENV,
 	T_U32,
@@ -408,26 +423,40 @@ static const struct field fields[F_COUNT] = {
     [F_PRIORITY] = {F_TOP, "priority", "priority", T_I32, OFF(priority), -1000, 1000, K_ALL},
     [F_RESTART] = {F_TOP, "restart", "restart", T_MAP, 0, 0, 0, K_ALL},
     [F_RESTART_POLICY] = {F_RESTART, "policy", "policy", T_RESTART, OFF(restart), 0, 0, K_ALL},
-    [F_RESTART_MAX] = {F_RESTART, "max", "max", T_U32, OFF(restart_max), 0, 1000000, K_ALL},
+    [F_RESTART_MAX] = {F_RESTART, "max", "max", T_U32, OFF(restart_max), 0, MAX_COUNT, K_ALL},
     [F_ENV] = {F_TOP, "env", "env", T_ENV, 0, 0, 0, K_ALL},
     [F_POLICY] = {F_TOP, "policy", "policy", T_STR, OFF(policy), 0, 0, K_ALL},
     [F_CONSTRAINTS] = {F_TOP, "constraints", "constraints", T_LIST, OFF(constraints), 0, 0, K_ALL},
     [F_HEALTH] = {F_TOP, "health", "health", T_MAP, OFF(health.set), 0, 0, K_SERVE},
     [F_HTTP] = {F_HEALTH, "http", "http", T_STR, OFF(health.http), 0, 0, K_SERVE},
+    [F_TCP] = {F_HEALTH, "tcp", "tcp", T_ADDR, OFF(health.tcp), -MAX_EXACT, MAX_EXACT, K_SERVE},
     [F_EXEC] = {F_HEALTH, "exec", "exec", T_ARGV, OFF(health.exec), 0, 0, K_SERVE},
     [F_INTERVAL] = {F_HEALTH, "interval", "interval_ms", T_DUR, OFF(health.interval_ms), 1,
 		    MAX_EXACT, K_SERVE},
     [F_TIMEOUT] = {F_HEALTH, "timeout", "timeout_ms", T_DUR, OFF(health.timeout_ms), 1, MAX_EXACT,
 		   K_SERVE},
-    [F_FAILURES] = {F_HEALTH, "failures", "failures", T_U32, OFF(health.failures), 1, 1000000,
+    [F_FAILURES] = {F_HEALTH, "failures", "failures", T_U32, OFF(health.failures), 1, MAX_COUNT,
 		    K_SERVE},
+    [F_SUCCESSES] = {F_HEALTH, "successes", "successes", T_U32, OFF(health.successes), 1, MAX_COUNT,
+		     K_SERVE},
+    [F_GRACE] = {F_HEALTH, "grace", "grace_ms", T_DUR, OFF(health.grace_ms), 0, MAX_EXACT, K_SERVE},
     [F_AUTOSCALE] = {F_TOP, "autoscale", "autoscale", T_MAP, OFF(autoscale.set), 0, 0, K_SERVE},
     [F_AS_MIN] = {F_AUTOSCALE, "min", "min", T_U32, OFF(autoscale.min), 1, SPEC_MAX_TASKS, K_SERVE},
     [F_AS_MAX] = {F_AUTOSCALE, "max", "max", T_U32, OFF(autoscale.max), 1, SPEC_MAX_TASKS, K_SERVE},
     [F_AS_TARGET] = {F_AUTOSCALE, "target_gpu_util", "target_gpu_util", T_U32,
 		     OFF(autoscale.target_gpu_util), 1, 100, K_SERVE},
+    [F_AS_CPU_TARGET] = {F_AUTOSCALE, "target_cpu_util", "target_cpu_util", T_U32,
+			 OFF(autoscale.target_cpu_util), 1, 100, K_SERVE},
+    [F_AS_WINDOW] = {F_AUTOSCALE, "window", "window_ms", T_DUR, OFF(autoscale.window_ms), 1,
+		     MAX_EXACT, K_SERVE},
     [F_AS_COOLDOWN] = {F_AUTOSCALE, "cooldown", "cooldown_ms", T_DUR, OFF(autoscale.cooldown_ms), 0,
 		       MAX_EXACT, K_SERVE},
+    [F_RESCHEDULE] = {F_TOP, "reschedule", "reschedule", T_MAP, 0, 0, 0, K_ALL},
+    [F_RESCHEDULE_MAX] = {F_RESCHEDULE, "max", "max", T_U32, OFF(reschedule_max), 0, MAX_COUNT,
+			  K_ALL},
+    [F_ROLLOUT] = {F_TOP, "rollout", "rollout", T_MAP, 0, 0, 0, K_SERVE},
+    [F_ROLLOUT_DEADLINE] = {F_ROLLOUT, "deadline", "deadline_ms", T_DUR, OFF(rollout_deadline_ms),
+			    1, MAX_EXACT, K_SERVE},
 };
 
 /* Where each field was found.  set: present with a non-null value. */
@@ -687,6 +716,22 @@ static int decode_field(const struct ctx *c, const struct node *n, enum fid f, s
 		return fail(c, n->line, path, "%s is not %s, %s or %s", quote(t, q, sizeof(q)),
 			    names[0], names[1], names[2]);
 	}
+	case T_ADDR:
+		if (c->json && n->type == N_NUM) {
+			char num[24];
+
+			rv = decode_number(c, n, path, fd, &v);
+			if (rv < 0)
+				return rv;
+			snprintf(num, sizeof(num), "%lld", (long long)v);
+			*(char **)at(s, f) = xstrdup(num);
+			return 0;
+		}
+		rv = want_text(c, n, path, &t);
+		if (rv < 0)
+			return rv;
+		*(char **)at(s, f) = xstrdup(t);
+		return 0;
 	case T_ARGV:
 		return decode_argv(c, n, path, (char ***)at(s, f),
 				   f == F_COMMAND ? &s->ncommand : &s->health.nexec, false);
@@ -763,6 +808,77 @@ static bool image_ok(const char *im)
 	return !strncmp(im, "oci:", 4) && im[4] != '\0';
 }
 
+/* Spaces or control bytes would let a value break the probe's request line. */
+static bool has_space(const char *t, size_t n)
+{
+	for (size_t i = 0; i < n && t[i]; i++)
+		if ((unsigned char)t[i] <= 0x20 || t[i] == 0x7f)
+			return true;
+	return false;
+}
+
+/* health.http: a path probed at the task's port, or an http:// URL. */
+static int check_http(const struct ctx *c, int line, const char *path, const char *u)
+{
+	char q[80];
+
+	if (u[0] != '/' && (strncmp(u, "http://", 7) != 0 || u[7] == '\0' || u[7] == '/'))
+		return fail(c, line, path, "%s is not a path or an http:// URL",
+			    quote(u, q, sizeof(q)));
+	if (has_space(u, strlen(u)))
+		return fail(c, line, path, "%s contains spaces or control characters",
+			    quote(u, q, sizeof(q)));
+	return 0;
+}
+
+/* "$PORT" or a decimal port 1..65535. */
+static bool port_ok(const char *p)
+{
+	size_t n = strspn(p, "0123456789");
+	unsigned long v;
+
+	if (!strcmp(p, "$PORT"))
+		return true;
+	if (n == 0 || n > 5 || p[n] != '\0')
+		return false;
+	v = strtoul(p, NULL, 10);
+	return v >= 1 && v <= 65535;
+}
+
+/* health.tcp: "$PORT", "8080", "HOST:8080" or "HOST:$PORT".  A host with a
+ * colon (IPv6) must be bracketed: "[::1]:$PORT". */
+static int check_tcp(const struct ctx *c, int line, const char *path, const char *t)
+{
+	const char *colon = strrchr(t, ':');
+	char q[80], q2[80], *host;
+	size_t hn;
+	int rv = 0;
+
+	if (!colon) {
+		if (port_ok(t))
+			return 0;
+		if (t[0] && strspn(t, "0123456789") == strlen(t))
+			return fail(c, line, path, "%s is not a port (1..65535)",
+				    quote(t, q, sizeof(q)));
+		return fail(c, line, path, "%s is not $PORT, a port or HOST:PORT",
+			    quote(t, q, sizeof(q)));
+	}
+	hn = (size_t)(colon - t);
+	if (hn == 0)
+		return fail(c, line, path, "%s has no host before the colon",
+			    quote(t, q, sizeof(q)));
+	host = xstrndup(t, hn);
+	if (has_space(host, hn) || strchr(host, '/') ||
+	    (strchr(host, ':') && (host[0] != '[' || host[hn - 1] != ']')))
+		rv = fail(c, line, path, "%s: %s is not a host name or address",
+			  quote(t, q, sizeof(q)), quote(host, q2, sizeof(q2)));
+	else if (!port_ok(colon + 1))
+		rv = fail(c, line, path, "%s: %s is not a port (1..65535) or $PORT",
+			  quote(t, q, sizeof(q)), quote(colon + 1, q2, sizeof(q2)));
+	free(host);
+	return rv;
+}
+
 static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 {
 	static const enum fid required[] = {F_NAME, F_KIND, F_IMAGE, F_COMMAND};
@@ -813,6 +929,10 @@ static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 		s->restart = s->kind == SPEC_SERVE ? RESTART_ALWAYS : RESTART_NEVER;
 	if (!w->set[F_RESTART_MAX])
 		s->restart_max = DEFAULT_RESTART_MAX;
+	if (!w->set[F_RESCHEDULE_MAX])
+		s->reschedule_max = DEFAULT_RESCHEDULE_MAX;
+	if (s->kind == SPEC_SERVE && !w->set[F_ROLLOUT_DEADLINE])
+		s->rollout_deadline_ms = DEFAULT_ROLLOUT_DEADLINE_MS;
 	if (s->kind == SPEC_TRAIN && !w->set[F_WORKERS])
 		s->workers = 1;
 	if (s->kind == SPEC_SERVE && !w->set[F_REPLICAS])
@@ -828,9 +948,13 @@ static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 			s->health.timeout_ms = DEFAULT_HEALTH_TIMEOUT_MS;
 		if (!w->set[F_FAILURES])
 			s->health.failures = DEFAULT_HEALTH_FAILURES;
+		if (!w->set[F_SUCCESSES])
+			s->health.successes = DEFAULT_HEALTH_SUCCESSES;
 	}
 	if (s->autoscale.set && !w->set[F_AS_COOLDOWN])
 		s->autoscale.cooldown_ms = DEFAULT_COOLDOWN_MS;
+	if (s->autoscale.set && !w->set[F_AS_WINDOW])
+		s->autoscale.window_ms = DEFAULT_WINDOW_MS;
 
 	/* Counts. */
 	if (s->kind == SPEC_BATCH && s->parallelism > s->array)
@@ -857,21 +981,34 @@ static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 			    "more than %d GPUs", RES_MAX_GPUS);
 
 	if (s->health.set) {
-		if (!s->health.http == !s->health.exec)
+		int rv;
+
+		if (!!s->health.http + !!s->health.tcp + !!s->health.exec != 1)
 			return fail(c, w->line[F_HEALTH], fname(c, F_HEALTH),
-				    "needs exactly one of http or exec");
-		if (s->health.http && strncmp(s->health.http, "http://", 7) != 0)
-			return fail(c, w->line[F_HTTP], fpath(c, F_HTTP, path, sizeof(path)),
-				    "%s is not an http:// URL",
-				    quote(s->health.http, q, sizeof(q)));
+				    "needs exactly one of http, tcp or exec");
+		if (s->health.http) {
+			rv = check_http(c, w->line[F_HTTP], fpath(c, F_HTTP, path, sizeof(path)),
+					s->health.http);
+			if (rv < 0)
+				return rv;
+		}
+		if (s->health.tcp) {
+			rv = check_tcp(c, w->line[F_TCP], fpath(c, F_TCP, path, sizeof(path)),
+				       s->health.tcp);
+			if (rv < 0)
+				return rv;
+		}
 	}
 	if (s->autoscale.set) {
-		static const enum fid as_req[] = {F_AS_MIN, F_AS_MAX, F_AS_TARGET};
+		static const enum fid as_req[] = {F_AS_MIN, F_AS_MAX};
 
 		for (size_t i = 0; i < sizeof(as_req) / sizeof(as_req[0]); i++)
 			if (!w->set[as_req[i]])
 				return fail(c, w->line[F_AUTOSCALE],
 					    fpath(c, as_req[i], path, sizeof(path)), "required");
+		if (w->set[F_AS_TARGET] == w->set[F_AS_CPU_TARGET])
+			return fail(c, w->line[F_AUTOSCALE], fname(c, F_AUTOSCALE),
+				    "needs exactly one of target_gpu_util or target_cpu_util");
 		if (s->autoscale.max < s->autoscale.min)
 			return fail(c, w->line[F_AS_MAX], fpath(c, F_AS_MAX, path, sizeof(path)),
 				    "must be at least min (%u)", s->autoscale.min);
@@ -982,6 +1119,15 @@ static void json_str(cJSON *o, const char *k, const char *v)
 		cJSON_AddNullToObject(o, k);
 }
 
+/* An autoscale target: 1..100, or 0 for the one not chosen (null). */
+static void json_pct(cJSON *o, const char *k, uint32_t v)
+{
+	if (v)
+		cJSON_AddNumberToObject(o, k, v);
+	else
+		cJSON_AddNullToObject(o, k);
+}
+
 static cJSON *json_argv(char **argv, size_t n)
 {
 	cJSON *a = cJSON_CreateArray();
@@ -1025,6 +1171,8 @@ cJSON *spec_to_json(const struct spec *s)
 	o = cJSON_AddObjectToObject(j, "restart");
 	json_str(o, "policy", spec_restart_str(s->restart));
 	cJSON_AddNumberToObject(o, "max", s->restart_max);
+	o = cJSON_AddObjectToObject(j, "reschedule");
+	cJSON_AddNumberToObject(o, "max", s->reschedule_max);
 	o = cJSON_AddObjectToObject(j, "env");
 	for (size_t i = 0; i < s->nenv; i++)
 		cJSON_AddStringToObject(o, s->env[i].key, s->env[i].val);
@@ -1034,6 +1182,7 @@ cJSON *spec_to_json(const struct spec *s)
 		if (s->health.set) {
 			o = cJSON_AddObjectToObject(j, "health");
 			json_str(o, "http", s->health.http);
+			json_str(o, "tcp", s->health.tcp);
 			if (s->health.exec)
 				cJSON_AddItemToObject(o, "exec",
 						      json_argv(s->health.exec, s->health.nexec));
@@ -1042,6 +1191,8 @@ cJSON *spec_to_json(const struct spec *s)
 			cJSON_AddNumberToObject(o, "interval_ms", (double)s->health.interval_ms);
 			cJSON_AddNumberToObject(o, "timeout_ms", (double)s->health.timeout_ms);
 			cJSON_AddNumberToObject(o, "failures", s->health.failures);
+			cJSON_AddNumberToObject(o, "successes", s->health.successes);
+			cJSON_AddNumberToObject(o, "grace_ms", (double)s->health.grace_ms);
 		} else {
 			cJSON_AddNullToObject(j, "health");
 		}
@@ -1049,13 +1200,134 @@ cJSON *spec_to_json(const struct spec *s)
 			o = cJSON_AddObjectToObject(j, "autoscale");
 			cJSON_AddNumberToObject(o, "min", s->autoscale.min);
 			cJSON_AddNumberToObject(o, "max", s->autoscale.max);
-			cJSON_AddNumberToObject(o, "target_gpu_util", s->autoscale.target_gpu_util);
+			json_pct(o, "target_gpu_util", s->autoscale.target_gpu_util);
+			json_pct(o, "target_cpu_util", s->autoscale.target_cpu_util);
+			cJSON_AddNumberToObject(o, "window_ms", (double)s->autoscale.window_ms);
 			cJSON_AddNumberToObject(o, "cooldown_ms", (double)s->autoscale.cooldown_ms);
 		} else {
 			cJSON_AddNullToObject(j, "autoscale");
 		}
+		o = cJSON_AddObjectToObject(j, "rollout");
+		cJSON_AddNumberToObject(o, "deadline_ms", (double)s->rollout_deadline_ms);
 	}
 	return j;
+}
+
+/* Append [t, t+n) to out at *o, every "$PORT" replaced by port; false when
+ * it does not fit (len includes the NUL) or $PORT is there and port is not a
+ * port. */
+static bool put_subst(char *out, size_t len, size_t *o, const char *t, size_t n, uint32_t port)
+{
+	char num[12];
+	size_t nn = (size_t)snprintf(num, sizeof(num), "%u", port);
+
+	for (size_t i = 0; i < n;) {
+		const char *piece = t + i;
+		size_t pn = 1;
+
+		if (n - i >= 5 && !strncmp(t + i, "$PORT", 5)) {
+			if (port == 0 || port > 65535)
+				return false;
+			piece = num;
+			pn = nn;
+			i += 5;
+		} else {
+			i++;
+		}
+		if (*o + pn >= len)
+			return false;
+		memcpy(out + *o, piece, pn);
+		*o += pn;
+	}
+	out[*o] = '\0';
+	return true;
+}
+
+int spec_health_target(const struct spec_health *h, uint32_t port, char *out, size_t len)
+{
+	static const char local[] = "127.0.0.1:";
+	const char *pre = "", *t;
+	size_t o = 0;
+
+	if (!out || len == 0)
+		return ERR_INVAL;
+	out[0] = '\0';
+	if (!h || !h->set)
+		return ERR_INVAL;
+	if (h->http) {
+		t = h->http;
+		if (t[0] == '/')
+			pre = "http://127.0.0.1:$PORT";
+	} else if (h->tcp) {
+		t = h->tcp;
+		if (!strchr(t, ':'))
+			pre = local;
+	} else {
+		return ERR_INVAL; /* exec: nothing to resolve */
+	}
+	if (!put_subst(out, len, &o, pre, strlen(pre), port) ||
+	    !put_subst(out, len, &o, t, strlen(t), port)) {
+		out[0] = '\0';
+		return ERR_INVAL;
+	}
+	return 0;
+}
+
+/* Keys a rollout may change: a new version of the same service. */
+static const char *const version_keys[] = {"image", "command", "env"};
+
+/* The first key of object x, in x's order, whose value differs in object y,
+ * then the first key only y has; NULL when they are equal. */
+static const char *first_diff(const cJSON *x, const cJSON *y)
+{
+	const cJSON *e, *o;
+
+	cJSON_ArrayForEach(e, x)
+	{
+		o = cJSON_GetObjectItemCaseSensitive(y, e->string);
+		if (!o || !cJSON_Compare(e, o, true))
+			return e->string;
+	}
+	cJSON_ArrayForEach(e, y)
+	{
+		if (!cJSON_GetObjectItemCaseSensitive(x, e->string))
+			return e->string;
+	}
+	return NULL;
+}
+
+bool spec_same_except_version(const struct spec *a, const struct spec *b, char *why, size_t len)
+{
+	cJSON *ja = spec_to_json(a), *jb = spec_to_json(b);
+	const cJSON *x, *y;
+	const char *k, *k2 = NULL;
+	char diff[160] = "";
+	bool same;
+
+	for (size_t i = 0; i < sizeof(version_keys) / sizeof(version_keys[0]); i++) {
+		cJSON_DeleteItemFromObjectCaseSensitive(ja, version_keys[i]);
+		cJSON_DeleteItemFromObjectCaseSensitive(jb, version_keys[i]);
+	}
+	k = first_diff(ja, jb);
+	if (k) {
+		x = cJSON_GetObjectItemCaseSensitive(ja, k);
+		y = cJSON_GetObjectItemCaseSensitive(jb, k);
+		if (cJSON_IsObject(x) && cJSON_IsObject(y))
+			k2 = first_diff(x, y);
+		snprintf(diff, sizeof(diff), "%s%s%s", k, k2 ? "." : "", k2 ? k2 : "");
+	}
+	same = k == NULL; /* k points into ja */
+	cJSON_Delete(ja);
+	cJSON_Delete(jb);
+	if (why && len) {
+		if (!same)
+			snprintf(why, len,
+				 "%s differs: a rollout may change only image, command and env",
+				 diff);
+		else
+			why[0] = '\0';
+	}
+	return same;
 }
 
 uint32_t spec_ntasks(const struct spec *s)
@@ -1139,6 +1411,7 @@ void spec_free(struct spec *s)
 	free(s->env);
 	free(s->policy);
 	free(s->health.http);
+	free(s->health.tcp);
 	free_argv(s->health.exec, s->health.nexec);
 	free_argv(s->constraints, s->nconstraints);
 	free(s);

@@ -34,19 +34,34 @@ struct spec_env {
 	char *val;
 };
 
+/*
+ * A serving replica's health check: exactly one of http, tcp and exec.  The
+ * agent runs it every interval; failures consecutive failures make the
+ * replica unhealthy, successes consecutive successes healthy again, and
+ * failures during the first grace after start do not count.  In http and tcp
+ * the literal text "$PORT" stands for the port the agent hands the task;
+ * spec_health_target() resolves both to what is probed.
+ */
 struct spec_health {
 	bool set;
-	char *http;     /* "http://127.0.0.1:8080/healthz" or NULL */
+	char *http;     /* "/healthz" (probed at the task's $PORT) or a full
+			 * "http://HOST[:PORT]/PATH" that may contain $PORT; or NULL */
+	char *tcp;      /* "$PORT", "8080", "HOST:8080" or "HOST:$PORT"; or NULL */
 	char **exec;    /* command run inside the container, or NULL */
 	size_t nexec;
 	uint64_t interval_ms, timeout_ms; /* defaults 1s, 500ms */
-	uint32_t failures;                /* default 3 */
+	uint32_t failures;                /* default 3, 1..1000000 */
+	uint32_t successes;               /* default 1, 1..1000000 */
+	uint64_t grace_ms;                /* default 0 */
 };
 
+/* Exactly one of target_gpu_util and target_cpu_util is set (the other is 0). */
 struct spec_autoscale {
 	bool set;
-	uint32_t min, max;       /* 1 <= min <= max */
-	uint32_t target_gpu_util; /* percent, 1..100 */
+	uint32_t min, max;        /* 1 <= min <= max */
+	uint32_t target_gpu_util; /* percent, 1..100, or 0 */
+	uint32_t target_cpu_util; /* percent, 1..100, or 0 */
+	uint64_t window_ms;       /* the signal is averaged over it; default 30s */
 	uint64_t cooldown_ms;     /* default 30s */
 };
 
@@ -67,6 +82,9 @@ struct spec {
 	int32_t priority;    /* -1000..1000, default 0 */
 	enum spec_restart restart; /* default never (train/batch), always (serve) */
 	uint32_t restart_max;      /* default 3 */
+	uint32_t reschedule_max;   /* reschedule: {max}: times work lost with its
+				    * node is placed again elsewhere; default 3,
+				    * 0 turns it off; all kinds */
 	struct spec_env *env;
 	size_t nenv;
 	char *policy;        /* placement policy name or NULL */
@@ -75,6 +93,10 @@ struct spec {
 	size_t nconstraints;
 	struct spec_health health;
 	struct spec_autoscale autoscale;
+	uint64_t rollout_deadline_ms; /* serve, rollout: {deadline}: how long a new
+				       * version's replica may take to become
+				       * healthy before the rollout rolls back;
+				       * default 2m (0 for other kinds) */
 };
 
 /* Parse YAML text.  path is used only in messages.  On success *out is a new
@@ -85,10 +107,37 @@ int spec_parse_yaml(const char *path, const char *text, size_t len, struct spec 
 /* Read and parse a file (at most SPEC_MAX_BYTES). */
 int spec_parse_file(const char *path, struct spec **out, char *err, size_t errlen);
 
-/* Canonical JSON form (every field, defaults filled in).  Caller owns it. */
+/* Canonical JSON form (every field, defaults filled in, unset optional
+ * fields as null).  Keys are the YAML ones except where a unit is folded
+ * into the number: gpus -> gpus_milli, cpus -> cpu_milli, memory and
+ * gpu_memory in bytes, durations as *_ms (health.interval_ms, timeout_ms,
+ * grace_ms; autoscale.window_ms, cooldown_ms; rollout.deadline_ms).
+ * health.tcp is always a string.  Caller owns it. */
 cJSON *spec_to_json(const struct spec *s);
 /* From JSON, validated like YAML input.  Same contract as spec_parse_yaml. */
 int spec_from_json(const cJSON *j, struct spec **out, char *err, size_t errlen);
+
+/*
+ * What the agent probes for an http or tcp check of a task on port (every
+ * "$PORT" replaced by it): an http path gives "http://127.0.0.1:PORT/PATH",
+ * a URL is kept with $PORT replaced; tcp "$PORT" and "N" give
+ * "127.0.0.1:PORT" and "127.0.0.1:N", "HOST:$PORT" gives "HOST:PORT".
+ * Writes a NUL-terminated string into out and returns 0; returns ERR_INVAL
+ * (out holds "") when the check is exec or not set, when the result does not
+ * fit in len bytes, or when the check uses the task's port and port is 0 or
+ * above 65535.
+ */
+int spec_health_target(const struct spec_health *h, uint32_t port, char *out, size_t len);
+
+/*
+ * Whether b may replace a by a rollout: true when the two specs differ at
+ * most in image, command and env.  Otherwise false, with why (len bytes, may
+ * be NULL) naming the first other field in canonical JSON order that
+ * differs, one level deep for objects, e.g. "resources.memory differs: a
+ * rollout may change only image, command and env".  why is "" on true.
+ * Field names are the JSON ones (health.interval_ms).
+ */
+bool spec_same_except_version(const struct spec *a, const struct spec *b, char *why, size_t len);
 
 /* Number of tasks the job expands into (workers, replicas + standby, array). */
 uint32_t spec_ntasks(const struct spec *s);

@@ -43,6 +43,11 @@ enum wire_type {
 	WIRE_LOGS = 6,   /* {job, task: n, offset: n, max: n} -> {data(base64), offset, eof, done} */
 	WIRE_DRAIN = 7,  /* {node, evict?: bool}             -> {node, state}     */
 	WIRE_UNCORDON = 8, /* {node}                         -> {node, state}     */
+	WIRE_ENDPOINTS = 9, /* {job}                         -> {job, version, endpoints: ["host:port"]} */
+	WIRE_SCALE = 10,   /* {job, replicas, standby?}       -> {job, replicas, standby} */
+	WIRE_ROLLOUT = 11, /* {job, image?, command?, env?}   -> {job, version}    */
+	WIRE_ROLLBACK = 12, /* {job, to?}                    -> {job, version}    */
+	WIRE_HISTORY = 13, /* {job}                          -> {job, version, versions, history} */
 	/* master -> mlctl replies */
 	WIRE_OK = 16,    /* body depends on the request */
 	WIRE_ERROR = 17, /* {code: int, message: "..."} */

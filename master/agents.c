@@ -37,13 +37,6 @@ void agents_order(struct master *m, struct node *n, cJSON *order)
 	cJSON_AddItemToArray(n->orders, order);
 }
 
-/* The port rank r of job j listens on: a block of 64 ports per job in
- * 20000..59999, so that jobs sharing a host (host network) rarely meet. */
-static unsigned gang_port(const struct job *j, uint32_t r)
-{
-	return 20000 + (unsigned)((j->id % 625) * 64) + (r % 64);
-}
-
 static const char *node_addr(struct master *m, const char *name)
 {
 	struct node *n = node_find(m, name);
@@ -72,12 +65,12 @@ static void gang_env(struct master *m, struct job *j, struct task *t, cJSON *env
 	snprintf(buf, sizeof(buf), "%u", local);
 	cJSON_AddStringToObject(env, "LOCAL_RANK", buf);
 	cJSON_AddStringToObject(env, "MASTER_ADDR", node_addr(m, j->tasks[0].node));
-	snprintf(buf, sizeof(buf), "%u", gang_port(j, 0));
+	snprintf(buf, sizeof(buf), "%u", j->tasks[0].port);
 	cJSON_AddStringToObject(env, "MASTER_PORT", buf);
 	cl = cJSON_AddObjectToObject(tf, "cluster");
 	workers = cJSON_AddArrayToObject(cl, "worker");
 	for (uint32_t i = 0; i < j->ntasks; i++) {
-		snprintf(buf, sizeof(buf), "%s:%u", node_addr(m, j->tasks[i].node), gang_port(j, i));
+		snprintf(buf, sizeof(buf), "%s:%u", node_addr(m, j->tasks[i].node), j->tasks[i].port);
 		cJSON_AddItemToArray(workers, cJSON_CreateString(buf));
 	}
 	task = cJSON_AddObjectToObject(tf, "task");
@@ -89,10 +82,31 @@ static void gang_env(struct master *m, struct job *j, struct task *t, cJSON *env
 	cJSON_Delete(tf);
 }
 
+/* What the agent probes: the spec's check with the task's port filled in. */
+static void health_order(const struct spec *s, const struct task *t, cJSON *o)
+{
+	const struct spec_health *h = &s->health;
+	cJSON *p = cJSON_AddObjectToObject(o, "health");
+	char target[1024];
+
+	if (h->exec) {
+		cJSON *a = cJSON_AddArrayToObject(p, "exec");
+		for (size_t i = 0; i < h->nexec; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateString(h->exec[i]));
+	} else if (spec_health_target(h, t->port, target, sizeof(target)) == 0) {
+		cJSON_AddStringToObject(p, h->http ? "http" : "tcp", target);
+	}
+	cJSON_AddNumberToObject(p, "interval_ms", (double)h->interval_ms);
+	cJSON_AddNumberToObject(p, "timeout_ms", (double)h->timeout_ms);
+	cJSON_AddNumberToObject(p, "failures", h->failures);
+	cJSON_AddNumberToObject(p, "successes", h->successes);
+	cJSON_AddNumberToObject(p, "grace_ms", (double)h->grace_ms);
+}
+
 void agents_order_start(struct master *m, struct job *j, struct task *t)
 {
 	struct node *n = node_find(m, t->node);
-	const struct spec *s = j->spec;
+	const struct spec *s = serve_task_spec(j, t);
 	cJSON *o, *a, *env;
 	char buf[64];
 
@@ -128,6 +142,17 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 	cJSON_AddStringToObject(env, "MLSCHED_NODE", n->name);
 	snprintf(buf, sizeof(buf), "%u", t->attempt);
 	cJSON_AddStringToObject(env, "MLSCHED_ATTEMPT", buf);
+	if (t->port) {
+		cJSON_AddNumberToObject(o, "port", t->port);
+		snprintf(buf, sizeof(buf), "%u", t->port);
+		cJSON_AddStringToObject(env, "PORT", buf);
+	}
+	if (s->kind == SPEC_SERVE) {
+		snprintf(buf, sizeof(buf), "%u", t->version);
+		cJSON_AddStringToObject(env, "MLSCHED_VERSION", buf);
+		if (s->health.set)
+			health_order(s, t, o);
+	}
 	if (s->kind == SPEC_TRAIN)
 		gang_env(m, j, t, env);
 	if (s->kind == SPEC_BATCH) {
@@ -137,9 +162,10 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 	agents_order(m, n, o);
 }
 
-/* Queue a stop of one run (attempt) of a task on n. */
+/* Queue a stop of one run (attempt) of a task on n.  A reason (for the
+ * agent's log) goes with a stop that does not wait for the grace. */
 static void order_stop(struct master *m, struct node *n, uint64_t job, uint32_t task,
-		       uint32_t attempt)
+		       uint32_t attempt, uint64_t grace_ms, const char *reason)
 {
 	cJSON *o = cJSON_CreateObject();
 
@@ -147,7 +173,9 @@ static void order_stop(struct master *m, struct node *n, uint64_t job, uint32_t 
 	cJSON_AddNumberToObject(o, "job", (double)job);
 	cJSON_AddNumberToObject(o, "task", task);
 	cJSON_AddNumberToObject(o, "attempt", attempt);
-	cJSON_AddNumberToObject(o, "grace_ms", (double)m->cfg.grace_ms);
+	cJSON_AddNumberToObject(o, "grace_ms", (double)grace_ms);
+	if (reason)
+		cJSON_AddStringToObject(o, "reason", reason);
 	agents_order(m, n, o);
 }
 
@@ -160,7 +188,7 @@ void agents_order_stop(struct master *m, struct job *j, struct task *t)
 	/* Queued even for a node that is silent now: if it comes back, the
 	 * order is waiting; if it is declared lost, its orders go with it. */
 	if (n)
-		order_stop(m, n, j->id, t->idx, t->attempt);
+		order_stop(m, n, j->id, t->idx, t->attempt, m->cfg.grace_ms, NULL);
 }
 
 static void reply_poll(struct master *m, struct node *n)
@@ -221,7 +249,7 @@ static bool has_stop_order(struct node *n, uint64_t job, uint32_t task)
 /* The agent's capacity and labels; true when they changed. */
 static bool update_capacity(struct node *n, const cJSON *cap)
 {
-	const cJSON *gpus, *g, *labels;
+	const cJSON *gpus, *g, *labels, *ports;
 	const char *addr;
 	bool changed = false;
 	uint64_t v;
@@ -261,6 +289,17 @@ static bool update_capacity(struct node *n, const cJSON *cap)
 		if (i != n->cap.ngpus) {
 			n->cap.ngpus = i;
 			changed = true;
+		}
+	}
+	if (wire_get_array(cap, "ports", 2, &ports) == 0 && cJSON_GetArraySize(ports) == 2) {
+		double lo = cJSON_GetArrayItem(ports, 0)->valuedouble;
+		double hi = cJSON_GetArrayItem(ports, 1)->valuedouble;
+		if (lo >= 1 && hi <= 65535 && lo <= hi &&
+		    ((uint32_t)lo != n->port_lo || (uint32_t)hi != n->port_hi)) {
+			n->port_lo = (uint32_t)lo;
+			n->port_hi = (uint32_t)hi;
+			n->port_next = 0;
+			n->dirty = true;
 		}
 	}
 	if (wire_get_object(cap, "labels", &labels) == 0 && !cJSON_Compare(labels, n->labels, 1)) {
@@ -336,6 +375,12 @@ static void apply_event(struct master *m, struct node *n, const cJSON *e)
 			    t->stop_sent && (code != 0 || sig != 0) ? TASK_KILLED : TASK_EXITED);
 		log_info("job=%" PRIu64 " task=%u node=%s %s code=%d signal=%d", j->id, t->idx,
 			 n->name, task_state_str(t->state), t->exit_code, t->signal);
+	} else if (strcmp(type, "health") == 0) {
+		bool healthy = false;
+		uint64_t at = 0;
+		wire_get_bool(e, "healthy", &healthy);
+		wire_get_u64(e, "at", UINT64_MAX >> 11, &at);
+		serve_health(m, j, t, healthy, reason, at ? at : wall_ms());
 	} else if (strcmp(type, "failed") == 0 || strcmp(type, "gone") == 0) {
 		bool gone = strcmp(type, "gone") == 0;
 		strlcpy_ok(t->reason, reason, sizeof(t->reason));
@@ -348,6 +393,29 @@ static void apply_event(struct master *m, struct node *n, const cJSON *e)
 		return;
 	}
 	job_update(m, j);
+}
+
+/* Why a copy an agent runs is no longer wanted there (for both logs). */
+static void stale_reason(struct master *m, uint64_t jid, uint32_t idx, uint32_t att, char *buf,
+			 size_t len)
+{
+	struct job *j = job_by_id(m, jid);
+	const struct task *t = j && idx < j->ntasks ? &j->tasks[idx] : NULL;
+
+	if (!t)
+		snprintf(buf, len, "stale copy: the master has no such task");
+	else if (job_terminal(j->state))
+		snprintf(buf, len, "stale copy: job %" PRIu64 " has ended (%s)", jid,
+			 job_state_str(j->state));
+	else if (t->attempt != att && t->node[0] && t->state != TASK_NONE &&
+		 !task_terminal(t->state))
+		snprintf(buf, len, "stale copy: attempt %u of this task runs on %s now",
+			 t->attempt, t->node);
+	else if (t->attempt != att)
+		snprintf(buf, len, "stale copy: the master has moved on to attempt %u", t->attempt);
+	else
+		snprintf(buf, len, "stale copy: the master has ended this task (%s)",
+			 task_state_str(t->state));
 }
 
 /* The agent's list of what it runs: utilization, and strays either way. */
@@ -367,6 +435,14 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 		wire_get_u64(e, "cpu_ns", UINT64_MAX >> 11, &cpu_ns);
 		wire_get_u64(e, "mem", UINT64_MAX >> 11, &mem);
 		if (t && !task_terminal(t->state)) {
+			const char *h = NULL;
+			/* Level-triggered: a master that restarted, or missed
+			 * nothing, learns the probe's verdict from the list. */
+			if (wire_get_str(e, "health", 16, &h) == 0 && t->state == TASK_RUNNING &&
+			    (strcmp(h, "healthy") == 0 || strcmp(h, "unhealthy") == 0) &&
+			    (t->health == HEALTH_OK) != (strcmp(h, "healthy") == 0))
+				serve_health(m, j, t, strcmp(h, "healthy") == 0,
+					     "as the agent's task list says", wall_ms());
 			if (t->cpu_ns_at && now > t->cpu_ns_at && cpu_ns >= t->cpu_ns_prev)
 				t->cpu_pct = (double)(cpu_ns - t->cpu_ns_prev) / 1e4 /
 					     (double)(now - t->cpu_ns_at);
@@ -380,11 +456,15 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 		wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx);
 		if (strcmp(st, "stopping") != 0 && !has_stop_order(n, jid, (uint32_t)idx)) {
 			uint64_t att = 0;
+			char why[REASON_MAX];
 			wire_get_u64(e, "attempt", UINT32_MAX, &att);
-			log_warn("node=%s runs job=%" PRIu64 " task=%" PRIu64
-				 " which the master has ended or placed elsewhere: stopping it",
-				 n->name, jid, idx);
-			order_stop(m, n, jid, (uint32_t)idx, (uint32_t)att);
+			stale_reason(m, jid, (uint32_t)idx, (uint32_t)att, why, sizeof(why));
+			log_warn("node=%s runs job=%" PRIu64 " task=%" PRIu64 " attempt=%" PRIu64
+				 ", a stale copy (%s): killing it at once",
+				 n->name, jid, idx, att, why);
+			/* Another copy may be running elsewhere, holding GPUs
+			 * on two nodes: no grace for this one. */
+			order_stop(m, n, jid, (uint32_t)idx, (uint32_t)att, 0, why);
 		}
 	}
 	/* Running tasks the agent no longer lists are gone (its exit event
@@ -571,6 +651,60 @@ void agents_closed(struct master *m, uint32_t pipe)
 	}
 }
 
+/*
+ * The node is lost: its tasks are not at fault.  Each job moves its work
+ * elsewhere (requeue) while it has reschedules left (reschedule.max, per
+ * job, one per node loss); a gang moves whole, so its other workers stop
+ * and come back with it.  Out of reschedules, the tasks are lost and the
+ * restart policy decides, as for any failure.
+ */
+static void lose_tasks(struct master *m, struct node *n)
+{
+	/* job_update may end a job and so shrink m->live: walk it from the
+	 * end. */
+	for (size_t k = m->nlive; k-- > 0;) {
+		struct job *j = m->live[k];
+		bool hit = false, moved = false;
+		bool may = !j->cancel && j->reschedules < j->spec->reschedule_max;
+		for (uint32_t x = 0; x < j->ntasks; x++) {
+			struct task *t = &j->tasks[x];
+			if (task_terminal(t->state) || t->state == TASK_NONE ||
+			    strcmp(t->node, n->name) != 0)
+				continue;
+			snprintf(t->reason, sizeof(t->reason), "node %s lost", n->name);
+			hit = true;
+			if (t->stop_sent) {
+				task_finish(m, j, t, TASK_KILLED);
+				continue;
+			}
+			if (may && !t->retire) {
+				t->requeue = t->rescheduled = true;
+				moved = true;
+			}
+			task_finish(m, j, t, TASK_LOST);
+		}
+		if (moved) {
+			j->reschedules++;
+			snprintf(j->last_reschedule, sizeof(j->last_reschedule), "node %s lost",
+				 n->name);
+			log_info("job=%" PRIu64 " name=%s reschedule %u of %u: node %s lost", j->id,
+				 j->spec->name, j->reschedules, j->spec->reschedule_max, n->name);
+			if (j->spec->kind == SPEC_TRAIN) {
+				for (uint32_t x = 0; x < j->ntasks; x++) {
+					struct task *o = &j->tasks[x];
+					if (o->state == TASK_NONE || task_terminal(o->state) ||
+					    o->stop_sent)
+						continue;
+					o->requeue = o->rescheduled = true;
+					agents_order_stop(m, j, o);
+				}
+			}
+		}
+		if (hit)
+			job_update(m, j);
+	}
+}
+
 void agents_tick(struct master *m)
 {
 	uint64_t now = now_ms();
@@ -593,24 +727,7 @@ void agents_tick(struct master *m)
 			else
 				log_warn("node=%s lost: no heartbeat for %" PRIu64 " ms", n->name,
 					 now - n->last_seen);
-			/* job_update may end a job and so shrink m->live:
-			 * walk it from the end. */
-			for (size_t k = m->nlive; k-- > 0;) {
-				struct job *j = m->live[k];
-				bool hit = false;
-				for (uint32_t x = 0; x < j->ntasks; x++) {
-					struct task *t = &j->tasks[x];
-					if (task_terminal(t->state) || t->state == TASK_NONE ||
-					    strcmp(t->node, n->name) != 0)
-						continue;
-					snprintf(t->reason, sizeof(t->reason), "node %s lost",
-						 n->name);
-					task_finish(m, j, t, t->stop_sent ? TASK_KILLED : TASK_LOST);
-					hit = true;
-				}
-				if (hit)
-					job_update(m, j);
-			}
+			lose_tasks(m, n);
 			/* Orders for a lost node are moot; if it comes back it
 			 * lists what it runs and we stop the strays then. */
 			cJSON_Delete(n->orders);

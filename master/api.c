@@ -14,6 +14,7 @@
 #include "err.h"
 #include "log.h"
 #include "master.h"
+#include "serve.h"
 #include "util.h"
 #include "wire.h"
 
@@ -39,6 +40,60 @@ static struct job *find_or_reply(struct master *m, const struct net_peer *peer, 
 		reply_err(m, peer, ERR_NOENT, msg);
 	}
 	return j;
+}
+
+/* Who asked, for a serve job's history. */
+static void requester(const struct master *m, const struct net_peer *peer, char *buf, size_t len)
+{
+	char pk[SEAL_PK_STR_LEN];
+
+	if (m->cfg.insecure || !peer->sealed) {
+		snprintf(buf, len, "an unsealed client");
+		return;
+	}
+	seal_pk_str(peer->pk, pk);
+	snprintf(buf, len, "key %.12s", pk);
+}
+
+static void reply_version(struct master *m, const struct net_peer *peer, struct job *j,
+			  bool unchanged)
+{
+	cJSON *r = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(r, "id", (double)j->id);
+	cJSON_AddStringToObject(r, "name", j->spec->name);
+	cJSON_AddNumberToObject(r, "version", j->serve->version);
+	cJSON_AddBoolToObject(r, "unchanged", unchanged);
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+/* A serve spec submitted under the name of a running serve job: a new
+ * version if only image, command or env changed (takes spec). */
+static void submit_rollout(struct master *m, const struct net_peer *peer, struct job *j,
+			   struct spec *spec)
+{
+	char by[64], why[512];
+	int rv;
+
+	requester(m, peer, by, sizeof(by));
+	/* Scaling is not part of a version: compare at today's counts. */
+	spec->replicas = j->spec->replicas;
+	spec->standby = j->spec->standby;
+	rv = serve_rollout(m, j, spec, by, why, sizeof(why));
+	if (rv == ERR_EXIST) {
+		spec_free(spec);
+		reply_version(m, peer, j, true);
+		return;
+	}
+	if (rv != 0) {
+		char msg[700];
+		snprintf(msg, sizeof(msg), "job \"%s\" runs already (job %" PRIu64 "): %s",
+			 j->spec->name, j->id, why);
+		spec_free(spec);
+		reply_err(m, peer, rv, msg);
+		return;
+	}
+	reply_version(m, peer, j, false);
 }
 
 static void do_submit(struct master *m, const struct net_peer *peer, cJSON *body)
@@ -75,6 +130,10 @@ static void do_submit(struct master *m, const struct net_peer *peer, cJSON *body
 		}
 	}
 	if ((j = job_find(m, spec->name)) && !job_terminal(j->state)) {
+		if (j->serve && spec->kind == SPEC_SERVE && !j->cancel) {
+			submit_rollout(m, peer, j, spec);
+			return;
+		}
 		snprintf(msg, sizeof(msg), "job name \"%s\" is in use by job %" PRIu64 " (%s)",
 			 spec->name, j->id, job_state_str(j->state));
 		spec_free(spec);
@@ -374,6 +433,163 @@ void api_tick(struct master *m)
 	}
 }
 
+static void do_endpoints(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct job *j = find_or_reply(m, peer, body);
+	cJSON *r;
+	char msg[256];
+
+	if (!j)
+		return;
+	if (!j->serve) {
+		snprintf(msg, sizeof(msg), "job %s is a %s job: only serve jobs have endpoints",
+			 j->spec->name, spec_kind_str(j->spec->kind));
+		reply_err(m, peer, ERR_INVAL, msg);
+		return;
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "id", (double)j->id);
+	cJSON_AddStringToObject(r, "name", j->spec->name);
+	cJSON_AddStringToObject(r, "state", job_state_str(j->state));
+	cJSON_AddNumberToObject(r, "version", j->serve->version);
+	cJSON_AddItemToObject(r, "endpoints", job_terminal(j->state) ? cJSON_CreateArray()
+								    : serve_endpoints(m, j));
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+static void do_scale(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct job *j = find_or_reply(m, peer, body);
+	uint64_t n = 0, k = 0;
+	int64_t standby = -1;
+	char by[64], why[256];
+	cJSON *r;
+	int rv;
+
+	if (!j)
+		return;
+	if (wire_get_u64(body, "replicas", SPEC_MAX_TASKS, &n) != 0) {
+		reply_err(m, peer, ERR_INVAL, "replicas: a number from 1 to 10000 is required");
+		return;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(body, "standby")) {
+		if (wire_get_u64(body, "standby", SPEC_MAX_TASKS, &k) != 0) {
+			reply_err(m, peer, ERR_INVAL, "standby: a number from 0 to 10000");
+			return;
+		}
+		standby = (int64_t)k;
+	}
+	requester(m, peer, by, sizeof(by));
+	if ((rv = serve_scale(m, j, (uint32_t)n, standby, by, why, sizeof(why))) != 0) {
+		reply_err(m, peer, rv, why);
+		return;
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "id", (double)j->id);
+	cJSON_AddStringToObject(r, "name", j->spec->name);
+	cJSON_AddNumberToObject(r, "replicas", j->serve->replicas);
+	cJSON_AddNumberToObject(r, "standby", j->serve->standby);
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
+/* A new version from the current one: image, command or env changed. */
+static void do_rollout(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct job *j = find_or_reply(m, peer, body);
+	const cJSON *img, *cmd, *env, *e;
+	cJSON *sj, *senv;
+	struct spec *spec;
+	char err[SPEC_ERR_LEN];
+
+	if (!j)
+		return;
+	if (!j->serve) {
+		snprintf(err, sizeof(err), "job %s is a %s job: only serve jobs have versions",
+			 j->spec->name, spec_kind_str(j->spec->kind));
+		reply_err(m, peer, ERR_INVAL, err);
+		return;
+	}
+	img = cJSON_GetObjectItemCaseSensitive(body, "image");
+	cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
+	env = cJSON_GetObjectItemCaseSensitive(body, "env");
+	if (!img && !cmd && !env) {
+		reply_err(m, peer, ERR_INVAL, "a rollout needs a new image, command or env");
+		return;
+	}
+	sj = spec_to_json(j->spec);
+	if (img)
+		cJSON_ReplaceItemInObjectCaseSensitive(sj, "image", cJSON_Duplicate(img, 1));
+	if (cmd)
+		cJSON_ReplaceItemInObjectCaseSensitive(sj, "command", cJSON_Duplicate(cmd, 1));
+	if (env) {
+		/* env adds to (or replaces keys of) the current env. */
+		senv = cJSON_GetObjectItemCaseSensitive(sj, "env");
+		if (!cJSON_IsObject(senv)) {
+			cJSON_DeleteItemFromObjectCaseSensitive(sj, "env");
+			senv = cJSON_AddObjectToObject(sj, "env");
+		}
+		cJSON_ArrayForEach(e, env)
+		{
+			if (cJSON_GetObjectItemCaseSensitive(senv, e->string))
+				cJSON_ReplaceItemInObjectCaseSensitive(senv, e->string,
+								       cJSON_Duplicate(e, 1));
+			else
+				cJSON_AddItemToObject(senv, e->string, cJSON_Duplicate(e, 1));
+		}
+	}
+	if (spec_from_json(sj, &spec, err, sizeof(err)) != 0) {
+		cJSON_Delete(sj);
+		reply_err(m, peer, ERR_INVAL, err);
+		return;
+	}
+	cJSON_Delete(sj);
+	submit_rollout(m, peer, j, spec);
+}
+
+static void do_rollback(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct job *j = find_or_reply(m, peer, body);
+	uint64_t to = 0;
+	char by[64], why[256];
+	int rv;
+
+	if (!j)
+		return;
+	if (cJSON_GetObjectItemCaseSensitive(body, "to") &&
+	    (wire_get_u64(body, "to", UINT32_MAX, &to) != 0 || to == 0)) {
+		reply_err(m, peer, ERR_INVAL, "to: a version number (mlctl history lists them)");
+		return;
+	}
+	requester(m, peer, by, sizeof(by));
+	if ((rv = serve_rollback(m, j, (uint32_t)to, by, why, sizeof(why))) != 0) {
+		reply_err(m, peer, rv, why);
+		return;
+	}
+	reply_version(m, peer, j, false);
+}
+
+static void do_history(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct job *j = find_or_reply(m, peer, body);
+	cJSON *r, *sv;
+	char msg[256];
+
+	if (!j)
+		return;
+	if (!j->serve) {
+		snprintf(msg, sizeof(msg), "job %s is a %s job: it has one version",
+			 j->spec->name, spec_kind_str(j->spec->kind));
+		reply_err(m, peer, ERR_INVAL, msg);
+		return;
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "id", (double)j->id);
+	cJSON_AddStringToObject(r, "name", j->spec->name);
+	sv = serve_to_json(m, j, true, false);
+	cJSON_AddItemToObject(r, "serve", sv);
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
 void api_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
 		cJSON *body)
 {
@@ -410,6 +626,21 @@ void api_handle(struct master *m, const struct net_peer *peer, const struct wire
 		break;
 	case WIRE_UNCORDON:
 		do_uncordon(m, peer, body);
+		break;
+	case WIRE_ENDPOINTS:
+		do_endpoints(m, peer, body);
+		break;
+	case WIRE_SCALE:
+		do_scale(m, peer, body);
+		break;
+	case WIRE_ROLLOUT:
+		do_rollout(m, peer, body);
+		break;
+	case WIRE_ROLLBACK:
+		do_rollback(m, peer, body);
+		break;
+	case WIRE_HISTORY:
+		do_history(m, peer, body);
 		break;
 	default:
 		reply_err(m, peer, ERR_PROTO, "not a request type");

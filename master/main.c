@@ -101,6 +101,7 @@ static void turn(struct master *m)
 		sched_run(m);
 	}
 	agents_tick(m);
+	serve_tick(m);
 	api_tick(m);
 	if ((rv = state_flush(m)) != 0) {
 		/* Memory is ahead of the store and nothing of this turn has
@@ -110,6 +111,7 @@ static void turn(struct master *m)
 		      "state",
 		      err_str(rv));
 	}
+	serve_publish(m);
 	out_flush(m);
 }
 
@@ -152,6 +154,9 @@ int main(int argc, char **argv)
 		 &m.cfg.sched_policy},
 		{"plugin-dir", OPT_STR, NULL, "folder of placement policy plugins (*.so)",
 		 &m.cfg.plugin_dir},
+		{"endpoints-dir", OPT_STR, NULL,
+		 "write DIR/JOB.json, the healthy endpoints of each serve job, on every change",
+		 &m.cfg.endpoints_dir},
 		{"insecure", OPT_BOOL, NULL, "accept unsealed traffic (local development only)",
 		 &m.cfg.insecure},
 		{"log-level", OPT_STR, "info", "error, warn, info or debug", &level},
@@ -234,6 +239,8 @@ int main(int argc, char **argv)
 	} else {
 		log_warn("--insecure: accepting unsealed, unauthenticated traffic");
 	}
+	if (m.cfg.endpoints_dir && mkdir_p(m.cfg.endpoints_dir, 0755) != 0)
+		fatal("cannot create --endpoints-dir %s: %s", m.cfg.endpoints_dir, strerror(errno));
 	if (mkdir_p(m.cfg.state_dir, 0700) != 0)
 		fatal("cannot create --state-dir %s: %s", m.cfg.state_dir, strerror(errno));
 	lock_state_dir(m.cfg.state_dir);

@@ -24,6 +24,7 @@
 #include "spec.h"
 #include "sched/sched.h"
 #include "store/store.h"
+#include "serve.h"
 
 #define NODE_NAME_MAX 63
 #define REASON_MAX 256
@@ -41,6 +42,14 @@ enum task_state {
 	TASK_KILLED,   /* stopped on request */
 };
 enum node_state { NODE_READY = 0, NODE_LOST };
+/* Serve tasks: a serving replica is an endpoint while healthy; a standby is
+ * started and probed but kept out of the endpoints until it is promoted. */
+enum task_role { ROLE_NONE = 0, ROLE_SERVING, ROLE_STANDBY };
+/* What the agent's probe says (HEALTH_NONE: the job has no health check). */
+enum task_health { HEALTH_NONE = 0, HEALTH_UNKNOWN, HEALTH_OK, HEALTH_BAD };
+
+#define PORTS_DEFAULT_LO 20000
+#define PORTS_DEFAULT_HI 29999
 
 struct task {
 	uint32_t idx;
@@ -56,6 +65,15 @@ struct task {
 	bool requeue;   /* preempted or evicted: back to TASK_NONE when it stops */
 	uint32_t attempt; /* how many times it was requeued; events name it */
 	bool restarted;   /* requeued by the job's restart policy */
+	bool rescheduled; /* requeued because its node was lost */
+	bool rolled;      /* requeued to run another version (serve rollouts) */
+	bool retire;      /* stopped for good (scaled down): never requeued */
+	uint32_t port;    /* from its node's port range while placed, 0 = none */
+	uint8_t role;     /* enum task_role */
+	uint8_t health;   /* enum task_health */
+	uint32_t version; /* serve: the job version it runs */
+	char health_why[REASON_MAX]; /* the probe's last failure */
+	uint64_t health_at;          /* wall ms of the last health change */
 	/* Not stored: the latest utilization the agent reported. */
 	double cpu_pct;
 	uint64_t mem_used, cpu_ns_prev, cpu_ns_at;
@@ -72,6 +90,9 @@ struct job {
 	char last_requeue[REASON_MAX]; /* why, the last time */
 	uint32_t restarts;     /* restarts under restart: (of restart.max) */
 	char last_restart[REASON_MAX];
+	uint32_t reschedules;  /* times work lost with a node was moved */
+	char last_reschedule[REASON_MAX];
+	struct serve *serve;   /* kind serve only (serve.h) */
 	uint64_t preempted_by; /* job whose placement is waiting on this one, 0 = none */
 	uint32_t victims;      /* jobs still stopping so that this one can place */
 	bool dirty;      /* in m->dirty: must be written in this turn */
@@ -88,6 +109,8 @@ struct node {
 	char address[64];       /* where peers reach it (MASTER_ADDR) */
 	struct res_node cap;    /* capacity as the agent reports it (used fields 0) */
 	struct sched_node *sn;  /* the scheduler's copy: allocations live here */
+	uint32_t port_lo, port_hi; /* the agent's --ports range */
+	uint32_t port_next;     /* where the next port search starts */
 	cJSON *labels;          /* object, owned */
 	uint64_t registered;    /* wall ms */
 	bool has_pk;            /* the agent key that joined as this node */
@@ -136,6 +159,7 @@ struct master_cfg {
 	uint64_t grace_ms;       /* default stop grace */
 	const char *sched_policy; /* default policy name, NULL = per kind */
 	const char *plugin_dir;   /* extra placement policies (*.so) */
+	const char *endpoints_dir; /* DIR/JOB.json per serve job, NULL = none */
 	bool insecure;
 };
 
@@ -208,6 +232,12 @@ void sched_node_state(struct master *m, struct node *n);
 void sched_task_release(struct master *m, struct job *j, struct task *t);
 /* The placement policy for a job, NULL if its name is unknown. */
 const struct sched_policy *sched_job_policy(struct master *m, const struct spec *s);
+
+/* ports.c: ports for tasks from their node's range (see ports.c). */
+/* The node's range (the default when its agent did not say). */
+void ports_range(const struct node *n, uint32_t *lo, uint32_t *hi);
+/* A port no live task on n holds, or 0 when the range is full. */
+uint32_t ports_take(struct master *m, struct node *n);
 
 /* agents.c */
 void agents_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,

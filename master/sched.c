@@ -287,13 +287,28 @@ static void on_placed(struct master *m, struct want *w, const struct sched_slot 
 		t->exit_code = t->signal = 0;
 		t->stop_sent = t->requeue = false;
 		t->started = t->finished = 0;
+		t->port = 0;
+		/* Serve tasks listen on $PORT; gang workers meet on theirs. */
+		if (j->spec->kind != SPEC_BATCH)
+			t->port = ports_take(m, n);
 		log_debug(LOG_SUB_SCHED, "job=%" PRIu64 " task=%u node=%s placed", j->id, t->idx,
 			  t->node);
 	}
 	/* Start orders go out once every task of the step has its node, so
 	 * that gang environments can name rank 0's address. */
-	for (uint32_t i = 0; i < w->sj.req.ntasks; i++)
-		agents_order_start(m, j, &j->tasks[w->tasks[i]]);
+	for (uint32_t i = 0; i < w->sj.req.ntasks; i++) {
+		struct task *t = &j->tasks[w->tasks[i]];
+		struct node *n = node_find(m, t->node);
+		uint32_t lo, hi;
+		if (j->spec->kind != SPEC_BATCH && !t->port && n) {
+			ports_range(n, &lo, &hi);
+			snprintf(t->reason, sizeof(t->reason),
+				 "no free port on node %s (its range is %u-%u)", n->name, lo, hi);
+			task_finish(m, j, t, TASK_FAILED);
+			continue;
+		}
+		agents_order_start(m, j, t);
+	}
 	if (j->state == JOB_PENDING) {
 		j->state = JOB_PLACING;
 		log_info("job=%" PRIu64 " name=%s placed: %u tasks", j->id, j->spec->name,

@@ -165,6 +165,8 @@ struct job *job_create(struct master *m, struct spec *spec)
 	j->tasks = xcalloc(j->ntasks, sizeof(*j->tasks));
 	for (uint32_t i = 0; i < j->ntasks; i++)
 		j->tasks[i].idx = i;
+	if (spec->kind == SPEC_SERVE)
+		serve_init(m, j, NULL);
 	job_dirty(m, j);
 	job_append(m, j);
 	live_add(m, j);
@@ -225,13 +227,29 @@ static void release_preemptor(struct master *m, struct job *j)
 	}
 }
 
+/* Back to the queue as its next attempt; a serve task keeps its role and
+ * the version it is to run.  How the last attempt ended stays (status, a
+ * promotion's reason) until the task is placed again. */
 static void reset_task(struct task *t)
 {
-	uint32_t idx = t->idx, attempt = t->attempt;
+	struct task old = *t;
 
 	memset(t, 0, sizeof(*t));
-	t->idx = idx;
-	t->attempt = attempt + 1;
+	t->idx = old.idx;
+	t->attempt = old.attempt + 1;
+	t->version = old.version;
+	t->role = old.role;
+	t->health = old.health == HEALTH_NONE ? HEALTH_NONE : HEALTH_UNKNOWN;
+	t->exit_code = old.exit_code;
+	t->signal = old.signal;
+	memcpy(t->reason, old.reason, sizeof(t->reason));
+}
+
+/* Requeued for a reason counted where it was decided (restart policy,
+ * node loss, rollout), not as a preemption. */
+static bool requeue_counted(const struct task *t)
+{
+	return t->restarted || t->rescheduled || t->rolled;
 }
 
 /* Count one requeue of j (preempted or evicted) and say why.  Restarts are
@@ -260,7 +278,7 @@ static void job_requeue(struct master *m, struct job *j)
 	bool restart = false;
 
 	for (uint32_t i = 0; i < j->ntasks; i++) {
-		restart |= j->tasks[i].restarted;
+		restart |= requeue_counted(&j->tasks[i]);
 		reset_task(&j->tasks[i]);
 	}
 	j->state = JOB_PENDING;
@@ -283,7 +301,7 @@ static void apply_restarts(struct master *m, struct job *j)
 		struct task *t = &j->tasks[i];
 		bool ok = t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0;
 		char why[REASON_MAX];
-		if (!task_terminal(t->state) || t->requeue || t->stop_sent)
+		if (!task_terminal(t->state) || t->requeue || t->stop_sent || t->retire)
 			continue;
 		if (ok && s->restart != RESTART_ALWAYS)
 			continue;
@@ -314,6 +332,7 @@ static void apply_restarts(struct master *m, struct job *j)
 void job_update(struct master *m, struct job *j)
 {
 	uint32_t running = 0, ok = 0, live = 0, none = 0, nbad = 0, req_live = 0, req_done = 0;
+	uint32_t counted = 0; /* tasks not being retired */
 	struct task *bad = NULL;
 	enum job_state old = j->state;
 	/* gang: all tasks succeed or fail together (train, serve); whole: a
@@ -327,7 +346,14 @@ void job_update(struct master *m, struct job *j)
 	for (uint32_t i = 0; i < j->ntasks; i++) {
 		struct task *t = &j->tasks[i];
 		bool t_ok = t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0;
-		if (t->requeue && t_ok && !t->restarted)
+		if (t->retire) {
+			/* Scaled away: neither a success nor a failure. */
+			if (!task_terminal(t->state) && t->state != TASK_NONE)
+				live++;
+			continue;
+		}
+		counted++;
+		if (t->requeue && t_ok && !requeue_counted(t))
 			t->requeue = false; /* it finished before the stop: done */
 		if (t->state == TASK_RUNNING)
 			running++;
@@ -374,7 +400,7 @@ void job_update(struct master *m, struct job *j)
 		for (uint32_t i = 0; i < j->ntasks; i++) {
 			struct task *t = &j->tasks[i];
 			if (t->requeue && task_terminal(t->state)) {
-				if (t->restarted)
+				if (requeue_counted(t))
 					restart = true;
 				else
 					moved = true;
@@ -389,7 +415,7 @@ void job_update(struct master *m, struct job *j)
 		job_dirty(m, j);
 		job_update(m, j);
 		return;
-	} else if (ok == j->ntasks) {
+	} else if (ok == counted && counted > 0) {
 		j->state = JOB_SUCCEEDED;
 		j->reason[0] = '\0';
 	} else if (!gang && none == 0 && live == 0) {
@@ -402,7 +428,7 @@ void job_update(struct master *m, struct job *j)
 		else
 			snprintf(j->reason, sizeof(j->reason), "%u of %u tasks failed; first: %.200s",
 				 nbad, j->ntasks, first);
-	} else if (gang && running + ok == j->ntasks) {
+	} else if (gang && running + ok == counted) {
 		j->state = JOB_RUNNING;
 		j->reason[0] = '\0';
 	} else if (!gang && running > 0) {
@@ -410,6 +436,8 @@ void job_update(struct master *m, struct job *j)
 	} else if (!gang && live + ok + nbad > 0 && j->state == JOB_PENDING) {
 		j->state = JOB_PLACING;
 	}
+	if (j->serve && !job_terminal(j->state))
+		serve_reconcile(m, j);
 	if (job_terminal(j->state)) {
 		j->finished = wall_ms();
 		live_remove(m, j);
@@ -450,10 +478,24 @@ static cJSON *task_to_json(const struct master *m, const struct task *t,
 	cJSON_AddNumberToObject(o, "started", (double)t->started);
 	cJSON_AddNumberToObject(o, "finished", (double)t->finished);
 	cJSON_AddNumberToObject(o, "attempt", t->attempt);
+	if (t->port)
+		cJSON_AddNumberToObject(o, "port", t->port);
+	if (t->role != ROLE_NONE) {
+		static const char *health[] = {"none", "unknown", "healthy", "unhealthy"};
+		cJSON_AddStringToObject(o, "role", t->role == ROLE_SERVING ? "serving" : "standby");
+		cJSON_AddStringToObject(o, "health", health[t->health & 3]);
+		cJSON_AddStringToObject(o, "health_why", t->health_why);
+		cJSON_AddNumberToObject(o, "health_at", (double)t->health_at);
+		cJSON_AddNumberToObject(o, "version", t->version);
+	}
+	if (t->retire)
+		cJSON_AddBoolToObject(o, "retire", true);
 	if (store) {
 		cJSON_AddBoolToObject(o, "stop_sent", t->stop_sent);
 		cJSON_AddBoolToObject(o, "requeue", t->requeue);
 		cJSON_AddBoolToObject(o, "restarted", t->restarted);
+		cJSON_AddBoolToObject(o, "rescheduled", t->rescheduled);
+		cJSON_AddBoolToObject(o, "rolled", t->rolled);
 	}
 	else {
 		cJSON_AddNumberToObject(o, "cpu_pct", t->cpu_pct);
@@ -483,6 +525,9 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	cJSON_AddNumberToObject(o, "restart_max", j->spec->restart_max);
 	cJSON_AddStringToObject(o, "restart_policy", spec_restart_str(j->spec->restart));
 	cJSON_AddStringToObject(o, "last_restart", j->last_restart);
+	cJSON_AddNumberToObject(o, "reschedules", j->reschedules);
+	cJSON_AddNumberToObject(o, "reschedule_max", j->spec->reschedule_max);
+	cJSON_AddStringToObject(o, "last_reschedule", j->last_reschedule);
 	cJSON_AddNumberToObject(o, "preempted_by", (double)j->preempted_by);
 	cJSON_AddNumberToObject(o, "victims", j->victims);
 	if (full) {
@@ -491,6 +536,8 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 			cJSON_AddItemToArray(ts, task_to_json(m, &j->tasks[i], store));
 		cJSON_AddItemToObject(o, "spec", spec_to_json(j->spec));
 	}
+	if (j->serve)
+		cJSON_AddItemToObject(o, "serve", serve_to_json(m, j, full, store));
 	return o;
 }
 
@@ -701,6 +748,23 @@ static int load_task(struct master *m, struct job *j, const cJSON *o)
 	if (get_u64(o, "attempt", &v) == 0)
 		t->attempt = (uint32_t)v;
 	wire_get_bool(o, "restarted", &t->restarted);
+	wire_get_bool(o, "rescheduled", &t->rescheduled);
+	wire_get_bool(o, "rolled", &t->rolled);
+	wire_get_bool(o, "retire", &t->retire);
+	if (get_u64(o, "port", &v) == 0 && v <= 65535)
+		t->port = (uint32_t)v;
+	if (get_u64(o, "version", &v) == 0)
+		t->version = (uint32_t)v;
+	if (wire_get_str(o, "role", 16, &s) == 0)
+		t->role = strcmp(s, "serving") == 0 ? ROLE_SERVING : ROLE_STANDBY;
+	if (wire_get_str(o, "health", 16, &s) == 0)
+		t->health = strcmp(s, "healthy") == 0	  ? HEALTH_OK
+			    : strcmp(s, "unhealthy") == 0 ? HEALTH_BAD
+			    : strcmp(s, "unknown") == 0	  ? HEALTH_UNKNOWN
+							  : HEALTH_NONE;
+	if (wire_get_str(o, "health_why", REASON_MAX - 1, &s) == 0)
+		strlcpy_ok(t->health_why, s, sizeof(t->health_why));
+	get_u64(o, "health_at", &t->health_at);
 	if ((t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) &&
 	    !node_find(m, t->node)) {
 		t->state = TASK_LOST;
@@ -733,7 +797,10 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 	}
 	j = xcalloc(1, sizeof(*j));
 	j->spec = spec;
+	/* A serve job's task count moves with scaling: the record says. */
 	j->ntasks = spec_ntasks(spec);
+	if (get_u64(o, "ntasks", &v64) == 0 && v64 > 0 && v64 <= SPEC_MAX_TASKS + 1)
+		j->ntasks = (uint32_t)v64;
 	j->tasks = xcalloc(j->ntasks, sizeof(*j->tasks));
 	for (uint32_t i = 0; i < j->ntasks; i++)
 		j->tasks[i].idx = i;
@@ -759,6 +826,15 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 		strlcpy_ok(j->last_restart, s, sizeof(j->last_restart));
 	if (get_u64(o, "victims", &v64) == 0)
 		j->victims = (uint32_t)v64;
+	if (get_u64(o, "reschedules", &v64) == 0)
+		j->reschedules = (uint32_t)v64;
+	if (wire_get_str(o, "last_reschedule", REASON_MAX - 1, &s) == 0)
+		strlcpy_ok(j->last_reschedule, s, sizeof(j->last_reschedule));
+	if (spec->kind == SPEC_SERVE &&
+	    serve_init(m, j, cJSON_GetObjectItemCaseSensitive(o, "serve")) != 0) {
+		log_error("store: %s: bad serve record", key);
+		goto out;
+	}
 	ts = cJSON_GetObjectItemCaseSensitive(o, "tasks");
 	cJSON_ArrayForEach(e, ts)
 	{
@@ -785,6 +861,7 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 out:
 	if (j) {
 		free(j->tasks);
+		serve_free(j);
 		spec_free(j->spec);
 		free(j);
 	} else if (rv != 0) {

@@ -24,11 +24,12 @@
 #include "units.h"
 #include "util.h"
 #include "wire.h"
+#include "ctl.h"
 
 #define DEFAULT_MASTER "tcp://127.0.0.1:7070"
 
 static const char *master_url;
-static bool json_out;
+bool json_out;
 static nng_socket sock;
 static bool connected;
 static int timeout_ms = 10000;
@@ -37,7 +38,6 @@ static struct seal_ctx *seal;
 
 #define DEFAULT_KEY "/var/lib/mlsched/master/admin.key"
 
-static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
 /*
  * Seal requests when an admin key is at hand: --key, else $MLSCHED_KEY,
@@ -96,13 +96,18 @@ static const char usage_main[] =
 	"  nodes                   list agents and their resources\n"
 	"  drain [--evict] NODE    no new tasks on NODE (--evict: requeue its tasks)\n"
 	"  uncordon NODE           let NODE take tasks again\n"
+	"  endpoints JOB           a serve job's healthy serving host:port list\n"
+	"  scale JOB N [--standby K]  set a serve job's replicas (and standbys)\n"
+	"  rollout JOB [--image X] [--env K=V]... [-- CMD...]  a new version, one replica at a time\n"
+	"  rollback JOB [--to V]   back to the previous (or a given) version\n"
+	"  history JOB             a serve job's versions, rollouts and scaling\n"
 	"\n"
 	"JOB is a job id or name.  The master is --master, else $MLSCHED_MASTER, else\n"
 	DEFAULT_MASTER ".  Requests are sealed with the admin key --key, else\n"
 	"$MLSCHED_KEY, else " DEFAULT_KEY " when readable\n"
 	"(master.pub must sit beside it).  `mlctl VERB --help` describes one verb.\n";
 
-static void die(int code, const char *fmt, ...)
+void die(int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -117,7 +122,7 @@ static void die(int code, const char *fmt, ...)
 }
 
 /* Send a request and return the OK body (caller deletes); exits on errors. */
-static cJSON *call(uint16_t type, cJSON *body)
+cJSON *call(uint16_t type, cJSON *body)
 {
 	struct wire_hdr h;
 	cJSON *r = NULL;
@@ -149,28 +154,28 @@ static cJSON *call(uint16_t type, cJSON *body)
 	return r;
 }
 
-static void print_json(const cJSON *o)
+void print_json(const cJSON *o)
 {
 	char *s = cJSON_Print(o);
 	puts(s);
 	free(s);
 }
 
-static const char *str(const cJSON *o, const char *k)
+const char *str(const cJSON *o, const char *k)
 {
 	const char *s = "";
 	wire_get_str(o, k, WIRE_MAX_STR, &s);
 	return s;
 }
 
-static double num(const cJSON *o, const char *k)
+double num(const cJSON *o, const char *k)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
 	return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
 /* Sizes for people: "23.5G", "512M". */
-static void fmt_size(uint64_t b, char *buf, size_t len)
+void fmt_size(uint64_t b, char *buf, size_t len)
 {
 	const char *u = "KMGTP";
 	double v = (double)b;
@@ -186,7 +191,7 @@ static void fmt_size(uint64_t b, char *buf, size_t len)
 		snprintf(buf, len, v < 10 && v != (int)v ? "%.1f%c" : "%.0f%c", v, u[i]);
 }
 
-static void fmt_age(uint64_t wall, char *buf, size_t len)
+void fmt_age(uint64_t wall, char *buf, size_t len)
 {
 	uint64_t now = wall_ms();
 	if (!wall || wall > now)
@@ -198,7 +203,7 @@ static void fmt_age(uint64_t wall, char *buf, size_t len)
 }
 
 /* --help on a verb: print its usage and exit 0; other flags parsed by getopt. */
-static void verb_help(int argc, char **argv, const char *usage)
+void verb_help(int argc, char **argv, const char *usage)
 {
 	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -209,7 +214,7 @@ static void verb_help(int argc, char **argv, const char *usage)
 
 /* ---- status polling for --wait ---- */
 
-static cJSON *get_job(const char *ref)
+cJSON *get_job(const char *ref)
 {
 	cJSON *b = cJSON_CreateObject(), *r, *j;
 
@@ -265,6 +270,12 @@ static int submit_spec(struct spec *s, bool wait)
 	r = call(WIRE_SUBMIT, b);
 	if (json_out)
 		print_json(r);
+	else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "unchanged")))
+		printf("job %.0f (%s) unchanged: version %.0f has this image, command and env\n",
+		       num(r, "id"), str(r, "name"), num(r, "version"));
+	else if (cJSON_GetObjectItemCaseSensitive(r, "version"))
+		printf("job %.0f (%s): version %.0f, rolling out\n", num(r, "id"), str(r, "name"),
+		       num(r, "version"));
 	else
 		printf("job %.0f (%s) submitted\n", num(r, "id"), str(r, "name"));
 	snprintf(id, sizeof(id), "%.0f", num(r, "id"));
@@ -308,6 +319,7 @@ static int cmd_run(int argc, char **argv)
 	s->res.cpu_milli = 100;
 	s->workers = s->replicas = s->array = s->parallelism = 1;
 	s->restart_max = 3;
+	s->reschedule_max = 3;
 	s->workdir = xstrdup("/work");
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
@@ -518,6 +530,17 @@ static int cmd_status(int argc, char **argv)
 	if (num(j, "preemptions") > 0)
 		printf("requeued: %.0f time%s (last: %s)\n", num(j, "preemptions"),
 		       num(j, "preemptions") == 1 ? "" : "s", str(j, "last_requeue"));
+	if (num(j, "reschedule_max") > 0 || num(j, "reschedules") > 0)
+		printf("reschedule: on node loss, %.0f of %.0f used%s%s%s\n", num(j, "reschedules"),
+		       num(j, "reschedule_max"), *str(j, "last_reschedule") ? " (last: " : "",
+		       str(j, "last_reschedule"), *str(j, "last_reschedule") ? ")" : "");
+	else
+		printf("reschedule: off\n");
+	if (cJSON_GetObjectItemCaseSensitive(j, "serve")) {
+		serve_status(j);
+		cJSON_Delete(j);
+		return 0;
+	}
 	putchar('\n');
 	printf("%-5s %-9s %-16s %-8s %5s %7s %9s  %s\n", "TASK", "STATE", "NODE", "GPUS", "EXIT",
 	       "CPU%", "MEMORY", "REASON");
@@ -763,6 +786,8 @@ int main(int argc, char **argv)
 		{"run", cmd_run},       {"submit", cmd_submit}, {"ls", cmd_ls},
 		{"status", cmd_status}, {"logs", cmd_logs},     {"cancel", cmd_cancel},
 		{"nodes", cmd_nodes},   {"drain", cmd_drain},   {"uncordon", cmd_uncordon},
+		{"endpoints", cmd_endpoints}, {"scale", cmd_scale}, {"rollout", cmd_rollout},
+		{"rollback", cmd_rollback},   {"history", cmd_history},
 	};
 	int i = 1, rv;
 

@@ -120,10 +120,11 @@ check "the agent says so" grep -q "stopping 1 containers (--stop-tasks-on-exit)"
 check "runc lists nothing" no_containers
 check "the process is gone" bash -c "! kill -0 $pid 2>/dev/null"
 check "the job ends" wait_for 5 job_state_is stopped failed
-# 6. An agent back too late: the master has given its task up and placed
-# the next attempt on the same node.  The old container, taken over by the
-# new agent, is stopped first; then the new attempt starts (both use the
-# same container id).
+# 6. An agent back too late: the master has rescheduled its task (node loss)
+# and places the next attempt on the same node.  The old container, taken
+# over by the new agent, is a stale copy and is killed at once; then the new
+# attempt starts (both use the same container id; if the start order comes
+# first, the agent holds it until the old one has ended).
 start_agent a1 --gpus 1x16G || exit 1
 cat >"$T/again.yaml" <<YAML
 name: again
@@ -138,13 +139,15 @@ kill -9 "${AGENT_PID[a1]}"
 wait "${AGENT_PID[a1]}" 2>/dev/null
 node_lost() { mlctl -o json nodes | jq -e '.[] | select(.name == "a1" and .state == "lost")' >/dev/null; }
 check "a1 is lost" wait_for 5 node_lost
-check "the master gives the task up" wait_for 5 grep -q "job=7 name=again restart 1 of 1" "$T/master.log"
+check "the master reschedules the task" wait_for 5 grep -q "job=7 name=again reschedule 1 of 3: node a1 lost" "$T/master.log"
 start_agent a1 --gpus 1x16G || exit 1
 check "the old attempt is stopped" wait_for 5 bash -c "! kill -0 $pid 2>/dev/null"
 second() { [ "$(mlctl -o json status again | jq -r '.state + "/" + (.tasks[0].attempt | tostring)')" = running/1 ]; }
 check "the next attempt runs" wait_for 10 second
-check "the agent waited for the old one" grep -q "job=7 task=0 attempt=1 starts once attempt 0 has ended" "$alog"
-check "its container runs" alive "$(cpid mls-7-0)"
+check "the old copy was killed at once" grep -q "job=7 task=0 container=mls-7-0 killed at once: stale copy" "$alog"
+new_runs() { alive "$(cpid mls-7-0)"; }
+check "its container runs" wait_for 5 new_runs
+check "no restart was used" [ "$(job_field again restarts)" = 0 ]
 mlctl cancel again >/dev/null
 check "again cancelled" wait_for 10 job_state_is again cancelled
 check "runc lists nothing" wait_for 5 no_containers

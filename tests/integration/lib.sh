@@ -123,19 +123,41 @@ start_master() {
 	return 1
 }
 
+# Agents on one host share its ports: each gets its own --ports range
+# (below the random master ports and the kernel's ephemeral range), kept
+# across restarts of that agent.
+declare -A AGENT_PORTS=()
+NEXT_PORTS=12000
+
 # start_agent NAME [mlagent options...]
 start_agent() {
 	local name=$1
 	shift
 	local sec
 	mapfile -t sec < <(agent_sec)
+	if [ -z "${AGENT_PORTS[$name]:-}" ]; then
+		AGENT_PORTS[$name]="$NEXT_PORTS-$((NEXT_PORTS + 199))"
+		NEXT_PORTS=$((NEXT_PORTS + 200))
+	fi
 	"$MLAGENT" "${sec[@]}" --master "tcp://127.0.0.1:$AGENT_PORT" --name "$name" \
-		--state-dir "$T/agent-$name" --heartbeat 200ms "$@" >>"$T/agent-$name.log" 2>&1 &
+		--state-dir "$T/agent-$name" --heartbeat 200ms --ports "${AGENT_PORTS[$name]}" "$@" \
+		>>"$T/agent-$name.log" 2>&1 &
 	AGENT_PID[$name]=$!
 	wait_for 5 node_ready "$name" || {
 		log "agent $name did not register"
 		return 1
 	}
+}
+
+# http_get HOST:PORT PATH: the body of an HTTP/1.0 GET (bash's /dev/tcp; the
+# static busybox wget does not run on every host).  Fails on a non-2xx status.
+http_get() {
+	local out
+	out=$(exec 3<>"/dev/tcp/${1%:*}/${1##*:}" &&
+		printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$2" "$1" >&3 &&
+		timeout 2 cat <&3) || return 1
+	head -n1 <<<"$out" | grep -q '^HTTP/1\.[01] 2' || return 1
+	sed '1,/^\r\?$/d' <<<"$out"
 }
 
 node_ready() { mlctl -o json nodes | jq -e --arg n "$1" '.[] | select(.name == $n and .state == "ready")' >/dev/null; }

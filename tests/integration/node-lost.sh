@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# An agent killed with SIGKILL is marked lost after --node-timeout and its
-# running task is lost (failover itself is a later feature); the node comes
-# back ready when a new agent process with that name registers, and the
-# stray containers it takes over (they outlive their agent) are stopped: the
-# master has ended or moved their tasks.
+# An agent killed with SIGKILL is marked lost at once (its connection
+# closes); a job with rescheduling turned off (reschedule: {max: 0}) loses
+# its task, and one with a restart policy restarts it elsewhere under that
+# policy.  The node comes back ready when a new agent process with that name
+# registers, and the stray containers it takes over (they outlive their
+# agent) are killed at once: the master has ended or moved their tasks.
+# (Rescheduling, on by default, is tested in reschedule.sh.)
 . "$(dirname "$0")/lib.sh"
 
 start_master || exit 1
 start_agent a1 --gpus 1x16G || exit 1
 
-mlctl run --wait --name victim "$MLS_ROOTFS" -- sleep 1000 >/dev/null
+cat >"$T/victim.yaml" <<YAML
+name: victim
+kind: batch
+image: $MLS_ROOTFS
+command: [sleep, "1000"]
+reschedule: {max: 0}
+resources: {memory: 32M}
+YAML
+mlctl submit --wait "$T/victim.yaml" >/dev/null
 check "victim runs" job_state_is victim running
 # A job with a restart policy fails over: it must run on a1 now (a2 is
 # drained), and on a2 once a1 is gone.
@@ -21,6 +31,7 @@ kind: batch
 image: $MLS_ROOTFS
 command: [sleep, "1000"]
 restart: {policy: on-failure, max: 1}
+reschedule: {max: 0}
 resources: {memory: 32M}
 YAML
 mlctl submit --wait "$T/ha.yaml" >/dev/null
@@ -45,7 +56,8 @@ mlctl cancel ha >/dev/null
 start_agent a1 --gpus 1x16G || exit 1
 check "node ready again" node_ready a1
 no_containers() { [ -z "$(runc --root "$T/agent-a1/runc" list -q)" ]; }
-check "leftover containers stopped" wait_for 5 no_containers
+check "leftover containers killed at once" wait_for 2 no_containers
+check "the agent says why" grep -q "killed at once: stale copy" "$T/agent-a1.log"
 mlctl run --wait --name after "$MLS_ROOTFS" -- true >/dev/null
 check "new work runs on the returned node" wait_for 10 job_state_is after succeeded
 finish

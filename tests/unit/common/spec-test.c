@@ -97,6 +97,8 @@ static void test_good_train(void **state)
 	assert_null(s->policy);
 	assert_false(s->health.set);
 	assert_false(s->autoscale.set);
+	assert_int_equal(s->reschedule_max, 3);  /* default, every kind */
+	assert_int_equal(s->rollout_deadline_ms, 0); /* serve only */
 	spec_free(s);
 }
 
@@ -124,11 +126,41 @@ static void test_good_serve(void **state)
 	assert_int_equal(s->health.interval_ms, 500);
 	assert_int_equal(s->health.timeout_ms, 300);
 	assert_int_equal(s->health.failures, 2);
+	assert_null(s->health.tcp);
+	assert_int_equal(s->health.successes, 1); /* defaults */
+	assert_int_equal(s->health.grace_ms, 0);
 	assert_true(s->autoscale.set);
 	assert_int_equal(s->autoscale.min, 2);
 	assert_int_equal(s->autoscale.max, 8);
 	assert_int_equal(s->autoscale.target_gpu_util, 70);
+	assert_int_equal(s->autoscale.target_cpu_util, 0);
+	assert_int_equal(s->autoscale.window_ms, 30000);
 	assert_int_equal(s->autoscale.cooldown_ms, 30000);
+	assert_int_equal(s->reschedule_max, 3);
+	assert_int_equal(s->rollout_deadline_ms, 120000);
+	spec_free(s);
+}
+
+static void test_good_serve_tcp(void **state)
+{
+	struct spec *s = parse_good("llm-serve.yaml");
+
+	assert_string_equal(s->command[3], "$PORT");
+	assert_true(s->health.set);
+	assert_null(s->health.http);
+	assert_null(s->health.exec);
+	assert_string_equal(s->health.tcp, "$PORT");
+	assert_int_equal(s->health.interval_ms, 2000);
+	assert_int_equal(s->health.timeout_ms, 500);
+	assert_int_equal(s->health.failures, 3);
+	assert_int_equal(s->health.successes, 2);
+	assert_int_equal(s->health.grace_ms, 60000);
+	assert_int_equal(s->autoscale.target_gpu_util, 0);
+	assert_int_equal(s->autoscale.target_cpu_util, 60);
+	assert_int_equal(s->autoscale.window_ms, 60000);
+	assert_int_equal(s->autoscale.cooldown_ms, 30000);
+	assert_int_equal(s->reschedule_max, 0);
+	assert_int_equal(s->rollout_deadline_ms, 300000);
 	spec_free(s);
 }
 
@@ -217,7 +249,10 @@ static const struct {
     {"array-on-train.yaml", "array-on-train.yaml:5: array: only for kind batch"},
     {"autoscale-max-below-min.yaml",
      "autoscale-max-below-min.yaml:5: autoscale.max: must be at least min (4)"},
-    {"autoscale-no-target.yaml", "autoscale-no-target.yaml:5: autoscale.target_gpu_util: required"},
+    {"autoscale-no-target.yaml", "autoscale-no-target.yaml:5: autoscale: needs exactly one of "
+				 "target_gpu_util or target_cpu_util"},
+    {"autoscale-both-targets.yaml", "autoscale-both-targets.yaml:5: autoscale: needs exactly one "
+				    "of target_gpu_util or target_cpu_util"},
     {"autoscale-on-batch.yaml", "autoscale-on-batch.yaml:5: autoscale: only for kind serve"},
     {"bad-indent.yaml",
      "bad-indent.yaml:3: YAML syntax error: mapping values are not allowed in this context"},
@@ -241,9 +276,18 @@ static const struct {
     {"gpus-too-many.yaml", "gpus-too-many.yaml:5: resources.gpus: more than 64 GPUs"},
     {"health-bad-duration.yaml", "health-bad-duration.yaml:7: health.interval: \"5\" is not a "
 				 "duration"},
-    {"health-bad-url.yaml",
-     "health-bad-url.yaml:5: health.http: \"https://127.0.0.1/\" is not an http:// URL"},
-    {"health-both.yaml", "health-both.yaml:5: health: needs exactly one of http or exec"},
+    {"health-bad-url.yaml", "health-bad-url.yaml:5: health.http: \"https://127.0.0.1/\" is not a "
+			    "path or an http:// URL"},
+    {"health-http-scheme.yaml",
+     "health-http-scheme.yaml:5: health.http: \"ftp://x\" is not a path or an http:// URL"},
+    {"health-both.yaml", "health-both.yaml:5: health: needs exactly one of http, tcp or exec"},
+    {"health-http-tcp.yaml", "health-http-tcp.yaml:5: health: needs exactly one of http, tcp or "
+			     "exec"},
+    {"health-none.yaml", "health-none.yaml:5: health: needs exactly one of http, tcp or exec"},
+    {"health-tcp-range.yaml",
+     "health-tcp-range.yaml:5: health.tcp: \"70000\" is not a port (1..65535)"},
+    {"health-tcp-bad-port.yaml", "health-tcp-bad-port.yaml:5: health.tcp: \"host:abc\": \"abc\" "
+				 "is not a port (1..65535) or $PORT"},
     {"health-on-train.yaml", "health-on-train.yaml:5: health: only for kind serve"},
     {"long-name.yaml", "long-name.yaml:1: name: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		       "aaaaaaaaaaaaaaaaa\" is not a valid job name ([a-z0-9][a-z0-9._-]*, not all digits, "
@@ -264,6 +308,9 @@ static const struct {
     {"replicas-on-train.yaml", "replicas-on-train.yaml:5: replicas: only for kind serve"},
     {"replicas-outside-autoscale.yaml",
      "replicas-outside-autoscale.yaml:5: replicas: must be within autoscale 1..4"},
+    {"reschedule-range.yaml", "reschedule-range.yaml:5: reschedule.max: must be at most 1000000"},
+    {"rollout-on-train.yaml", "rollout-on-train.yaml:5: rollout: only for kind serve"},
+    {"rollout-zero.yaml", "rollout-zero.yaml:5: rollout.deadline: must be at least 1"},
     {"restart-policy.yaml", "restart-policy.yaml:5: restart.policy: \"sometimes\" is not never, "
 			    "on-failure or always"},
     {"restart-scalar.yaml", "restart-scalar.yaml:5: restart: expected a mapping"},
@@ -428,7 +475,7 @@ static void test_yaml_misc(void **state)
 	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: [x]\npolicy: \"\"\n",
 			  "t.yaml:5: policy: must not be empty");
 	expect_yaml_error("name: a\nkind: serve\nimage: /i\ncommand: [x]\nhealth: {failures: 2}\n",
-			  "t.yaml:5: health: needs exactly one of http or exec");
+			  "t.yaml:5: health: needs exactly one of http, tcp or exec");
 	expect_yaml_error("name: a\nkind: serve\nimage: /i\ncommand: [x]\nname: b\n",
 			  "t.yaml:5: name: duplicate field");
 	/* A null value still counts for duplicates. */
@@ -460,7 +507,7 @@ static char *to_text(const struct spec *s)
 static void test_json_roundtrip(void **state)
 {
 	static const char *const good[] = {"resnet50.yaml", "bert-serve.yaml", "embed-batch.yaml",
-					   "minimal.yaml"};
+					   "minimal.yaml", "llm-serve.yaml"};
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		char err[SPEC_ERR_LEN];
@@ -477,6 +524,16 @@ static void test_json_roundtrip(void **state)
 		assert_int_equal(spec_ntasks(s2), spec_ntasks(s));
 		assert_int_equal(s2->res.mem, s->res.mem);
 		assert_int_equal(s2->res.gpu_mem, s->res.gpu_mem);
+		assert_int_equal(s2->reschedule_max, s->reschedule_max);
+		assert_int_equal(s2->rollout_deadline_ms, s->rollout_deadline_ms);
+		assert_int_equal(s2->health.successes, s->health.successes);
+		assert_int_equal(s2->health.grace_ms, s->health.grace_ms);
+		assert_int_equal(s2->autoscale.target_cpu_util, s->autoscale.target_cpu_util);
+		assert_int_equal(s2->autoscale.window_ms, s->autoscale.window_ms);
+		if (s->health.tcp)
+			assert_string_equal(s2->health.tcp, s->health.tcp);
+		else
+			assert_null(s2->health.tcp);
 		free(t1);
 		free(t2);
 		cJSON_Delete(j);
@@ -594,6 +651,393 @@ static void test_json_errors(void **state)
 	cJSON_Delete(a);
 }
 
+#define SERVE_HEAD "name: a\nkind: serve\nimage: /i\ncommand: [x]\n"
+
+/* Parse SERVE_HEAD + tail, which must succeed. */
+static struct spec *parse_serve(const char *tail)
+{
+	char text[1024], err[SPEC_ERR_LEN];
+	struct spec *s = NULL;
+
+	snprintf(text, sizeof(text), "%s%s", SERVE_HEAD, tail);
+	if (parse_text(text, &s, err) != 0)
+		fail_msg("%s: %s", tail, err);
+	return s;
+}
+
+static void expect_serve_error(const char *tail, const char *msg)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text), "%s%s", SERVE_HEAD, tail);
+	expect_yaml_error(text, msg);
+}
+
+/* spec_health_target() of the check in tail, on port. */
+static void expect_target(const char *tail, uint32_t port, const char *want)
+{
+	struct spec *s = parse_serve(tail);
+	char out[256];
+
+	if (spec_health_target(&s->health, port, out, sizeof(out)) != 0)
+		fail_msg("%s on port %u: ERR_INVAL", tail, port);
+	assert_string_equal(out, want);
+	spec_free(s);
+}
+
+static void expect_no_target(const char *tail, uint32_t port)
+{
+	struct spec *s = parse_serve(tail);
+	char out[256];
+
+	assert_int_equal(spec_health_target(&s->health, port, out, sizeof(out)), ERR_INVAL);
+	assert_string_equal(out, "");
+	spec_free(s);
+}
+
+static void test_health_forms(void **state)
+{
+	struct spec *s;
+
+	/* An http path is probed at the task's own port. */
+	s = parse_serve("health: {http: /healthz}\n");
+	assert_string_equal(s->health.http, "/healthz");
+	assert_null(s->health.tcp);
+	assert_int_equal(s->health.successes, 1);
+	assert_int_equal(s->health.grace_ms, 0);
+	spec_free(s);
+	s = parse_serve("health: {http: \"http://127.0.0.1:$PORT/ready\", successes: 3, "
+			"grace: 90s}\n");
+	assert_string_equal(s->health.http, "http://127.0.0.1:$PORT/ready");
+	assert_int_equal(s->health.successes, 3);
+	assert_int_equal(s->health.grace_ms, 90000);
+	spec_free(s);
+	/* tcp: $PORT, a number (YAML reads it as text), HOST:PORT, HOST:$PORT. */
+	s = parse_serve("health: {tcp: $PORT}\n");
+	assert_string_equal(s->health.tcp, "$PORT");
+	spec_free(s);
+	s = parse_serve("health: {tcp: 9090}\n");
+	assert_string_equal(s->health.tcp, "9090");
+	spec_free(s);
+	s = parse_serve("health: {tcp: \"db.local:$PORT\"}\n");
+	assert_string_equal(s->health.tcp, "db.local:$PORT");
+	spec_free(s);
+	s = parse_serve("health:\n  tcp: 10.0.0.7:6379\n");
+	assert_string_equal(s->health.tcp, "10.0.0.7:6379");
+	spec_free(s);
+	s = parse_serve("health: {tcp: \"[::1]:65535\"}\n");
+	assert_string_equal(s->health.tcp, "[::1]:65535");
+	spec_free(s);
+
+	expect_serve_error("health: {http: \"ftp://x\"}\n",
+			   "t.yaml:5: health.http: \"ftp://x\" is not a path or an http:// URL");
+	expect_serve_error("health: {http: healthz}\n",
+			   "t.yaml:5: health.http: \"healthz\" is not a path or an http:// URL");
+	expect_serve_error("health: {http: \"http:///x\"}\n",
+			   "t.yaml:5: health.http: \"http:///x\" is not a path or an http:// URL");
+	expect_serve_error("health: {http: \"/a b\"}\n",
+			   "t.yaml:5: health.http: \"/a b\" contains spaces or control characters");
+	expect_serve_error("health: {tcp: \"70000\"}\n",
+			   "t.yaml:5: health.tcp: \"70000\" is not a port (1..65535)");
+	expect_serve_error("health: {tcp: 0}\n", "t.yaml:5: health.tcp: \"0\" is not a port "
+						 "(1..65535)");
+	expect_serve_error("health: {tcp: \"host:abc\"}\n",
+			   "t.yaml:5: health.tcp: \"host:abc\": \"abc\" is not a port (1..65535) "
+			   "or $PORT");
+	expect_serve_error(
+	    "health: {tcp: \"host:\"}\n",
+	    "t.yaml:5: health.tcp: \"host:\": \"\" is not a port (1..65535) or $PORT");
+	expect_serve_error("health: {tcp: abc}\n",
+			   "t.yaml:5: health.tcp: \"abc\" is not $PORT, a port or HOST:PORT");
+	expect_serve_error("health: {tcp: \"$PORTS\"}\n",
+			   "t.yaml:5: health.tcp: \"$PORTS\" is not $PORT, a port or HOST:PORT");
+	expect_serve_error("health: {tcp: \":80\"}\n",
+			   "t.yaml:5: health.tcp: \":80\" has no host before the colon");
+	expect_serve_error(
+	    "health: {tcp: \"::1:80\"}\n",
+	    "t.yaml:5: health.tcp: \"::1:80\": \"::1\" is not a host name or address");
+	expect_serve_error(
+	    "health: {tcp: \"a b:80\"}\n",
+	    "t.yaml:5: health.tcp: \"a b:80\": \"a b\" is not a host name or address");
+	expect_serve_error("health: {tcp: [1]}\n", "t.yaml:5: health.tcp: expected a scalar");
+	expect_serve_error("health: {tcp: $PORT, exec: [/bin/true]}\n",
+			   "t.yaml:5: health: needs exactly one of http, tcp or exec");
+	expect_serve_error("health: {http: /h, tcp: $PORT, exec: [/bin/true]}\n",
+			   "t.yaml:5: health: needs exactly one of http, tcp or exec");
+	expect_serve_error("health: {exec: [/bin/true], successes: 0}\n",
+			   "t.yaml:5: health.successes: must be at least 1");
+	expect_serve_error("health: {exec: [/bin/true], successes: 1000001}\n",
+			   "t.yaml:5: health.successes: must be at most 1000000");
+	expect_serve_error("health: {exec: [/bin/true], grace: 5}\n",
+			   "t.yaml:5: health.grace: \"5\" is not a duration");
+}
+
+static void test_health_target(void **state)
+{
+	struct spec *s;
+	char out[64];
+
+	expect_target("health: {http: /healthz}\n", 8080, "http://127.0.0.1:8080/healthz");
+	expect_target("health: {http: /}\n", 1, "http://127.0.0.1:1/");
+	expect_target("health: {http: \"http://127.0.0.1:$PORT/ready?port=$PORT\"}\n", 31000,
+		      "http://127.0.0.1:31000/ready?port=31000");
+	/* A URL without $PORT does not need the task's port. */
+	expect_target("health: {http: \"http://10.1.2.3:8500/v1/status\"}\n", 0,
+		      "http://10.1.2.3:8500/v1/status");
+	expect_target("health: {tcp: $PORT}\n", 8080, "127.0.0.1:8080");
+	expect_target("health: {tcp: 9090}\n", 0, "127.0.0.1:9090");
+	expect_target("health: {tcp: \"db.local:$PORT\"}\n", 5432, "db.local:5432");
+	expect_target("health: {tcp: \"[::1]:6379\"}\n", 0, "[::1]:6379");
+
+	/* $PORT with no port (or no real one) is an error, never ":0". */
+	expect_no_target("health: {http: /healthz}\n", 0);
+	expect_no_target("health: {http: \"http://h:$PORT/\"}\n", 0);
+	expect_no_target("health: {tcp: $PORT}\n", 0);
+	expect_no_target("health: {tcp: \"h:$PORT\"}\n", 65536);
+	expect_no_target("health: {exec: [/bin/true]}\n", 8080);
+
+	/* The result must fit, NUL included. */
+	s = parse_serve("health: {tcp: $PORT}\n");
+	assert_int_equal(spec_health_target(&s->health, 8080, out, 15), 0);
+	assert_string_equal(out, "127.0.0.1:8080");
+	assert_int_equal(spec_health_target(&s->health, 8080, out, 14), ERR_INVAL);
+	assert_string_equal(out, "");
+	assert_int_equal(spec_health_target(&s->health, 8080, NULL, 0), ERR_INVAL);
+	spec_free(s);
+	s = parse_serve("health: {http: /h}\n");
+	assert_int_equal(spec_health_target(&s->health, 8080, out, 24), 0);
+	assert_string_equal(out, "http://127.0.0.1:8080/h");
+	assert_int_equal(spec_health_target(&s->health, 8080, out, 23), ERR_INVAL);
+	spec_free(s);
+	/* No check at all. */
+	s = parse_serve("replicas: 1\n");
+	assert_false(s->health.set);
+	assert_int_equal(spec_health_target(&s->health, 8080, out, sizeof(out)), ERR_INVAL);
+	spec_free(s);
+}
+
+static void test_autoscale_reschedule_rollout(void **state)
+{
+	static const char *const kinds[] = {
+	    "name: a\nkind: train\nimage: /i\ncommand: [x]\n",
+	    "name: a\nkind: serve\nimage: /i\ncommand: [x]\n",
+	    "name: a\nkind: batch\nimage: /i\ncommand: [x]\n",
+	};
+	char text[512], err[SPEC_ERR_LEN];
+	struct spec *s;
+
+	s = parse_serve("autoscale: {min: 1, max: 3, target_cpu_util: 80, window: 10s}\n");
+	assert_int_equal(s->autoscale.target_cpu_util, 80);
+	assert_int_equal(s->autoscale.target_gpu_util, 0);
+	assert_int_equal(s->autoscale.window_ms, 10000);
+	assert_int_equal(s->autoscale.cooldown_ms, 30000);
+	spec_free(s);
+	s = parse_serve("autoscale: {min: 1, max: 3, target_gpu_util: 100}\n");
+	assert_int_equal(s->autoscale.window_ms, 30000);
+	spec_free(s);
+	expect_serve_error("autoscale: {min: 1, max: 3}\n",
+			   "t.yaml:5: autoscale: needs exactly one of target_gpu_util or "
+			   "target_cpu_util");
+	expect_serve_error(
+	    "autoscale: {min: 1, max: 3, target_gpu_util: 50, target_cpu_util: 50}\n",
+	    "t.yaml:5: autoscale: needs exactly one of target_gpu_util or "
+	    "target_cpu_util");
+	expect_serve_error("autoscale: {max: 3, target_cpu_util: 50}\n",
+			   "t.yaml:5: autoscale.min: required");
+	expect_serve_error("autoscale: {min: 1, max: 3, target_cpu_util: 101}\n",
+			   "t.yaml:5: autoscale.target_cpu_util: must be at most 100");
+	expect_serve_error("autoscale: {min: 1, max: 3, target_cpu_util: 0}\n",
+			   "t.yaml:5: autoscale.target_cpu_util: must be at least 1");
+	expect_serve_error("autoscale: {min: 1, max: 3, target_cpu_util: 5, window: 0s}\n",
+			   "t.yaml:5: autoscale.window: must be at least 1");
+	expect_serve_error("autoscale: {min: 1, max: 3, target_cpu_util: 5, window: soon}\n",
+			   "t.yaml:5: autoscale.window: \"soon\" is not a duration");
+
+	/* reschedule works on every kind: default 3, 0 turns it off. */
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(parse_text(kinds[i], &s, err), 0);
+		assert_int_equal(s->reschedule_max, 3);
+		spec_free(s);
+		snprintf(text, sizeof(text), "%sreschedule: {max: 0}\n", kinds[i]);
+		if (parse_text(text, &s, err) != 0)
+			fail_msg("%s", err);
+		assert_int_equal(s->reschedule_max, 0);
+		spec_free(s);
+		snprintf(text, sizeof(text), "%sreschedule:\n  max: 1000000\n", kinds[i]);
+		assert_int_equal(parse_text(text, &s, err), 0);
+		assert_int_equal(s->reschedule_max, 1000000);
+		spec_free(s);
+	}
+	expect_serve_error("reschedule: {max: -1}\n",
+			   "t.yaml:5: reschedule.max: must be at least 0");
+	expect_serve_error("reschedule: 3\n", "t.yaml:5: reschedule: expected a mapping");
+	expect_serve_error("reschedule: {limit: 3}\n", "t.yaml:5: reschedule.limit: unknown field");
+
+	/* rollout: serve only, deadline 2m unless given. */
+	s = parse_serve("replicas: 2\n");
+	assert_int_equal(s->rollout_deadline_ms, 120000);
+	spec_free(s);
+	s = parse_serve("rollout: {deadline: 45s}\n");
+	assert_int_equal(s->rollout_deadline_ms, 45000);
+	spec_free(s);
+	s = parse_serve("rollout: {}\n");
+	assert_int_equal(s->rollout_deadline_ms, 120000);
+	spec_free(s);
+	expect_serve_error("rollout: {deadline: 5}\n",
+			   "t.yaml:5: rollout.deadline: \"5\" is not a duration");
+	expect_yaml_error(
+	    "name: a\nkind: batch\nimage: /i\ncommand: [x]\nrollout: {deadline: 1m}\n",
+	    "t.yaml:5: rollout: only for kind serve");
+}
+
+static void test_json_new_fields(void **state)
+{
+	char err[SPEC_ERR_LEN];
+	struct spec *s = parse_good("llm-serve.yaml"), *s2 = NULL;
+	cJSON *j = spec_to_json(s), *h, *a;
+	char *t;
+
+	/* The canonical keys. */
+	h = cJSON_GetObjectItem(j, "health");
+	a = cJSON_GetObjectItem(j, "autoscale");
+	assert_true(cJSON_IsNull(cJSON_GetObjectItem(h, "http")));
+	assert_string_equal(cJSON_GetObjectItem(h, "tcp")->valuestring, "$PORT");
+	assert_true(cJSON_IsNull(cJSON_GetObjectItem(h, "exec")));
+	assert_int_equal(cJSON_GetObjectItem(h, "successes")->valueint, 2);
+	assert_int_equal(cJSON_GetObjectItem(h, "grace_ms")->valueint, 60000);
+	assert_true(cJSON_IsNull(cJSON_GetObjectItem(a, "target_gpu_util")));
+	assert_int_equal(cJSON_GetObjectItem(a, "target_cpu_util")->valueint, 60);
+	assert_int_equal(cJSON_GetObjectItem(a, "window_ms")->valueint, 60000);
+	assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "reschedule"), "max")->valueint,
+			 0);
+	assert_int_equal(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(j, "rollout"), "deadline_ms")->valueint,
+	    300000);
+	t = cJSON_PrintUnformatted(h);
+	assert_string_equal(
+	    t, "{\"http\":null,\"tcp\":\"$PORT\",\"exec\":null,\"interval_ms\":2000,"
+	       "\"timeout_ms\":500,\"failures\":3,\"successes\":2,\"grace_ms\":60000}");
+	free(t);
+
+	/* JSON may give tcp as a number; it is kept as a string. */
+	cJSON_ReplaceItemInObject(h, "tcp", cJSON_CreateNumber(8080));
+	assert_int_equal(spec_from_json(j, &s2, err, sizeof(err)), 0);
+	assert_string_equal(s2->health.tcp, "8080");
+	spec_free(s2);
+	cJSON_ReplaceItemInObject(h, "tcp", cJSON_CreateNumber(70000));
+	assert_int_equal(spec_from_json(j, &s2, err, sizeof(err)), ERR_INVAL);
+	assert_string_equal(err, "spec: health.tcp: \"70000\" is not a port (1..65535)");
+	cJSON_ReplaceItemInObject(h, "tcp", cJSON_CreateNumber(80.5));
+	assert_int_equal(spec_from_json(j, &s2, err, sizeof(err)), ERR_INVAL);
+	assert_string_equal(err, "spec: health.tcp: 80.5 is not an integer in range");
+	cJSON_ReplaceItemInObject(h, "tcp", cJSON_CreateTrue());
+	assert_int_equal(spec_from_json(j, &s2, err, sizeof(err)), ERR_INVAL);
+	assert_string_equal(err, "spec: health.tcp: expected a string");
+	cJSON_ReplaceItemInObject(h, "tcp", cJSON_CreateString("$PORT"));
+	cJSON_ReplaceItemInObject(a, "target_gpu_util", cJSON_CreateNumber(50));
+	assert_int_equal(spec_from_json(j, &s2, err, sizeof(err)), ERR_INVAL);
+	assert_string_equal(err, "spec: autoscale: needs exactly one of target_gpu_util or "
+				 "target_cpu_util");
+	cJSON_ReplaceItemInObject(a, "target_gpu_util", cJSON_CreateNull());
+	cJSON_AddNumberToObject(a, "window", 5);
+	assert_int_equal(spec_from_json(j, &s2, err, sizeof(err)), ERR_INVAL);
+	assert_string_equal(err, "spec: autoscale.window: unknown field");
+	cJSON_DeleteItemFromObject(a, "window");
+
+	/* A spec stored before these fields existed reads with the defaults. */
+	cJSON_DeleteItemFromObject(h, "tcp");
+	cJSON_ReplaceItemInObject(h, "http", cJSON_CreateString("http://127.0.0.1:8080/healthz"));
+	cJSON_DeleteItemFromObject(h, "successes");
+	cJSON_DeleteItemFromObject(h, "grace_ms");
+	cJSON_DeleteItemFromObject(a, "target_cpu_util");
+	cJSON_DeleteItemFromObject(a, "window_ms");
+	cJSON_ReplaceItemInObject(a, "target_gpu_util", cJSON_CreateNumber(70));
+	cJSON_DeleteItemFromObject(j, "reschedule");
+	cJSON_DeleteItemFromObject(j, "rollout");
+	if (spec_from_json(j, &s2, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_null(s2->health.tcp);
+	assert_string_equal(s2->health.http, "http://127.0.0.1:8080/healthz");
+	assert_int_equal(s2->health.successes, 1);
+	assert_int_equal(s2->health.grace_ms, 0);
+	assert_int_equal(s2->autoscale.target_gpu_util, 70);
+	assert_int_equal(s2->autoscale.window_ms, 30000);
+	assert_int_equal(s2->reschedule_max, 3);
+	assert_int_equal(s2->rollout_deadline_ms, 120000);
+	spec_free(s2);
+	cJSON_Delete(j);
+	spec_free(s);
+}
+
+static void test_same_except_version(void **state)
+{
+	struct spec *a = parse_good("bert-serve.yaml"), *b = parse_good("bert-serve.yaml"), *t;
+	char why[SPEC_ERR_LEN];
+
+	strcpy(why, "x");
+	assert_true(spec_same_except_version(a, b, why, sizeof(why)));
+	assert_string_equal(why, "");
+
+	/* What a rollout changes. */
+	free(b->image);
+	b->image = xstrdup("/var/lib/mlsched/images/bert-v2");
+	assert_true(spec_same_except_version(a, b, why, sizeof(why)));
+	free(b->command[1]);
+	b->command[1] = xstrdup("serve2.py");
+	b->env = xcalloc(1, sizeof(*b->env));
+	b->env[0].key = xstrdup("MODEL");
+	b->env[0].val = xstrdup("v2");
+	b->nenv = 1;
+	assert_true(spec_same_except_version(a, b, why, sizeof(why)));
+	assert_true(spec_same_except_version(b, a, NULL, 0));
+
+	/* Anything else does not. */
+	b->res.mem *= 2;
+	assert_false(spec_same_except_version(a, b, why, sizeof(why)));
+	assert_string_equal(why, "resources.memory differs: a rollout may change only image, "
+				 "command and env");
+	b->res.mem = a->res.mem;
+	b->health.interval_ms = 250;
+	assert_false(spec_same_except_version(a, b, why, sizeof(why)));
+	assert_string_equal(why, "health.interval_ms differs: a rollout may change only image, "
+				 "command and env");
+	b->health.interval_ms = a->health.interval_ms;
+	b->replicas = 4;
+	assert_false(spec_same_except_version(a, b, why, sizeof(why)));
+	assert_string_equal(why, "replicas differs: a rollout may change only image, command and "
+				 "env");
+	b->replicas = a->replicas;
+	b->autoscale.set = false;
+	assert_false(spec_same_except_version(a, b, why, sizeof(why)));
+	assert_string_equal(why, "autoscale differs: a rollout may change only image, command and "
+				 "env");
+	b->autoscale.set = true;
+	b->rollout_deadline_ms = 1000;
+	assert_false(spec_same_except_version(a, b, why, sizeof(why)));
+	assert_string_equal(why, "rollout.deadline_ms differs: a rollout may change only image, "
+				 "command and env");
+	b->rollout_deadline_ms = a->rollout_deadline_ms;
+	b->reschedule_max = 0;
+	assert_false(spec_same_except_version(a, b, NULL, 0));
+	b->reschedule_max = a->reschedule_max;
+	assert_true(spec_same_except_version(a, b, why, sizeof(why)));
+
+	/* Another kind: the first differing key is named, and a short buffer
+	 * is cut, not overrun. */
+	t = parse_good("resnet50.yaml");
+	assert_false(spec_same_except_version(a, t, why, sizeof(why)));
+	assert_string_equal(why, "name differs: a rollout may change only image, command and env");
+	free(t->name);
+	t->name = xstrdup(a->name);
+	assert_false(spec_same_except_version(a, t, why, sizeof(why)));
+	assert_string_equal(why, "kind differs: a rollout may change only image, command and env");
+	assert_false(spec_same_except_version(a, t, why, 5));
+	assert_string_equal(why, "kind");
+	spec_free(t);
+	spec_free(a);
+	spec_free(b);
+}
+
 static void test_names_and_strings(void **state)
 {
 	char n63[64], n64[65];
@@ -637,6 +1081,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_train),
 		cmocka_unit_test(test_good_serve),
+		cmocka_unit_test(test_good_serve_tcp),
 		cmocka_unit_test(test_good_batch),
 		cmocka_unit_test(test_good_defaults),
 		cmocka_unit_test(test_bad_files),
@@ -645,6 +1090,11 @@ int main(void)
 		cmocka_unit_test(test_yaml_misc),
 		cmocka_unit_test(test_json_roundtrip),
 		cmocka_unit_test(test_json_errors),
+		cmocka_unit_test(test_health_forms),
+		cmocka_unit_test(test_health_target),
+		cmocka_unit_test(test_autoscale_reschedule_rollout),
+		cmocka_unit_test(test_json_new_fields),
+		cmocka_unit_test(test_same_except_version),
 		cmocka_unit_test(test_names_and_strings),
 	};
 	/* clang-format on */

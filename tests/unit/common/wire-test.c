@@ -305,7 +305,7 @@ static void test_bad_header(void **state)
 		free(f);
 	}
 
-	uint16_t types[] = {0, 9, 15, 18, 31, 34, 0x0100, 0xffff};
+	uint16_t types[] = {0, 14, 15, 18, 31, 34, 0x0100, 0xffff};
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		assert_false(wire_type_known(types[i]));
 		assert_string_equal(wire_type_str(types[i]), "unknown");
@@ -318,6 +318,12 @@ static void test_bad_header(void **state)
 		assert_true(wire_type_known(samples[i].type));
 	assert_string_equal(wire_type_str(WIRE_SUBMIT), "submit");
 	assert_string_equal(wire_type_str(WIRE_ORDERS), "orders");
+	/* The serve requests. */
+	assert_string_equal(wire_type_str(WIRE_ENDPOINTS), "endpoints");
+	assert_string_equal(wire_type_str(WIRE_SCALE), "scale");
+	assert_string_equal(wire_type_str(WIRE_ROLLOUT), "rollout");
+	assert_string_equal(wire_type_str(WIRE_ROLLBACK), "rollback");
+	assert_string_equal(wire_type_str(WIRE_HISTORY), "history");
 
 	/* why may be NULL. */
 	f = raw_frame(0, WIRE_VERSION, WIRE_NODES, 0, 2, "{}", 2, &len);

@@ -1,0 +1,297 @@
+/*
+ * session.c - the agent's side of its session with the master (protocol:
+ * docs/design-notes.md, "Agent protocol"; the master's side is
+ * master/agents.c).  One SYNC request is in flight at a time; it carries
+ * capacity, utilization, the task list and the unacknowledged events, and
+ * its reply carries orders (start, stop, log), which are carried out here
+ * in order and acknowledged in the next SYNC.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include <nng/nng.h>
+
+#include "agent.h"
+#include "err.h"
+#include "log.h"
+#include "net.h"
+#include "spec.h"
+#include "util.h"
+#include "wire.h"
+
+/* ---- events to the master ---- */
+
+/* attempt: which run of the task (the master requeues tasks); events of an
+ * old attempt must not touch a new one. */
+cJSON *session_event(struct agent *a, const char *type, uint64_t job, uint32_t idx,
+		     uint32_t attempt)
+{
+	cJSON *e = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(e, "seq", (double)++a->ev_seq);
+	cJSON_AddStringToObject(e, "type", type);
+	cJSON_AddNumberToObject(e, "job", (double)job);
+	cJSON_AddNumberToObject(e, "task", idx);
+	cJSON_AddNumberToObject(e, "attempt", attempt);
+	if (cJSON_GetArraySize(a->events) >= MAX_PENDING_EVENTS) {
+		/* The master has been away for very long: keep the newest. */
+		cJSON_Delete(cJSON_DetachItemFromArray(a->events, 0));
+		log_warn("event queue full: dropped the oldest event");
+	}
+	cJSON_AddItemToArray(a->events, e);
+	a->next_sync = 0; /* tell the master now */
+	return e;
+}
+
+/* ---- orders ---- */
+
+static void send_log(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx)
+{
+	uint64_t req = 0, offset = 0, max = LOG_CHUNK_MAX;
+	char *path = task_log_path(a, job, idx), *b64 = NULL;
+	unsigned char *buf = NULL;
+	struct stat st;
+	ssize_t n = 0;
+	int fd = -1;
+	bool running = task_find(a, job, idx) != NULL; /* checked before reading */
+	cJSON *e;
+
+	wire_get_u64(o, "req", UINT64_MAX >> 11, &req);
+	wire_get_u64(o, "offset", UINT64_MAX >> 11, &offset);
+	wire_get_u64(o, "max", LOG_CHUNK_MAX, &max);
+	e = session_event(a, "log", job, idx, 0);
+	cJSON_AddNumberToObject(e, "req", (double)req);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "no log for job %" PRIu64 " task %u on node %s: %s", job,
+			 idx, a->cfg.name, strerror(errno));
+		cJSON_AddStringToObject(e, "error", msg);
+		goto out;
+	}
+	buf = xmalloc(max ? max : 1);
+	if (offset < (uint64_t)st.st_size && max > 0) {
+		n = pread(fd, buf, max, (off_t)offset);
+		if (n < 0)
+			n = 0;
+	}
+	b64 = xmalloc(sodium_base64_ENCODED_LEN((size_t)n, sodium_base64_VARIANT_ORIGINAL));
+	sodium_bin2base64(b64, sodium_base64_ENCODED_LEN((size_t)n, sodium_base64_VARIANT_ORIGINAL),
+			  buf, (size_t)n, sodium_base64_VARIANT_ORIGINAL);
+	cJSON_AddStringToObject(e, "data", b64);
+	cJSON_AddNumberToObject(e, "offset", (double)(offset + (uint64_t)n));
+	cJSON_AddBoolToObject(e, "eof", offset + (uint64_t)n >= (uint64_t)st.st_size);
+	cJSON_AddBoolToObject(e, "running", running);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(b64);
+	free(path);
+}
+
+static void handle_orders(struct agent *a, const cJSON *body)
+{
+	const char *boot = "";
+	const cJSON *orders, *o;
+	uint64_t ack = 0, t0 = now_ms();
+
+	wire_get_str(body, "boot", 39, &boot);
+	if (strcmp(boot, a->master_boot) != 0) {
+		/* A new master process: its order numbers start again. */
+		if (a->master_boot[0])
+			log_info("master restarted (boot %s)", boot);
+		strlcpy_ok(a->master_boot, boot, sizeof(a->master_boot));
+		a->order_ack = 0;
+	}
+	if (wire_get_u64(body, "ack", UINT64_MAX >> 11, &ack) == 0)
+		wire_drop_acked(a->events, ack);
+	a->next_sync = 0; /* acknowledge at once */
+	if (wire_get_array(body, "orders", 100000, &orders) != 0)
+		return;
+	cJSON_ArrayForEach(o, orders)
+	{
+		const char *op = "";
+		uint64_t seq = 0, job = 0, idx = 0, grace = 10000, attempt = 0;
+		if (wire_get_u64(o, "seq", UINT64_MAX >> 11, &seq) != 0 || seq <= a->order_ack)
+			continue;
+		/* Starting containers blocks this loop (runc takes tens of ms
+		 * each): stop after a share of the heartbeat interval, say
+		 * what we did, and take the rest from the master's next
+		 * answer (it keeps orders until they are acknowledged). */
+		if (now_ms() - t0 > a->cfg.heartbeat_ms / 2)
+			break;
+		a->order_ack = seq;
+		wire_get_str(o, "op", 16, &op);
+		if (wire_get_u64(o, "job", UINT64_MAX >> 11, &job) != 0 ||
+		    wire_get_u64(o, "task", SPEC_MAX_TASKS, &idx) != 0) {
+			log_warn("order %" PRIu64 " without job/task: ignored", seq);
+			continue;
+		}
+		if (strcmp(op, "start") == 0) {
+			struct atask *t = task_find(a, job, (uint32_t)idx);
+			wire_get_u64(o, "attempt", UINT32_MAX, &attempt);
+			if (task_ran_before(a, job, (uint32_t)idx, (uint32_t)attempt))
+				continue;
+			if (!t) {
+				task_start(a, o, job, (uint32_t)idx, (uint32_t)attempt);
+			} else if (t->attempt != attempt) {
+				/* An earlier attempt still runs here (e.g. it
+				 * outlived an agent restart after the master
+				 * had given it up; the master stops it). */
+				log_info("job=%" PRIu64 " task=%" PRIu64 " attempt=%" PRIu64
+					 " starts once attempt %u has ended",
+					 job, idx, attempt, t->attempt);
+				cJSON_Delete(t->next_start);
+				t->next_start = cJSON_Duplicate(o, 1);
+			}
+		} else if (strcmp(op, "stop") == 0) {
+			const char *reason = NULL;
+			wire_get_u64(o, "grace_ms", 3600000, &grace);
+			wire_get_u64(o, "attempt", UINT32_MAX, &attempt);
+			wire_get_str(o, "reason", 512, &reason);
+			task_stop(a, job, (uint32_t)idx, (uint32_t)attempt, grace, reason);
+		} else if (strcmp(op, "log") == 0) {
+			send_log(a, o, job, (uint32_t)idx);
+		} else {
+			log_warn("order %" PRIu64 ": unknown op \"%s\": ignored", seq, op);
+		}
+	}
+}
+
+/* ---- the SYNC message ---- */
+
+static cJSON *capacity_json(struct agent *a)
+{
+	cJSON *c = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(c, "gpus"), *ports;
+
+	cJSON_AddStringToObject(c, "address", a->cfg.address);
+	cJSON_AddNumberToObject(c, "cpu_milli", a->cpu_milli);
+	cJSON_AddNumberToObject(c, "memory", (double)a->mem_total);
+	for (size_t i = 0; i < a->ngpus; i++) {
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddNumberToObject(e, "index", a->gpus[i].index);
+		cJSON_AddNumberToObject(e, "memory", (double)a->gpus[i].mem_total);
+		cJSON_AddStringToObject(e, "model", a->gpus[i].model);
+		cJSON_AddItemToArray(g, e);
+	}
+	cJSON_AddItemToObject(c, "labels", cJSON_Duplicate(a->labels, 1));
+	/* The range the master picks each serve task's and gang worker's
+	 * port from (start orders carry "port"). */
+	ports = cJSON_AddArrayToObject(c, "ports");
+	cJSON_AddItemToArray(ports, cJSON_CreateNumber(a->port_lo));
+	cJSON_AddItemToArray(ports, cJSON_CreateNumber(a->port_hi));
+	return c;
+}
+
+static cJSON *util_json(struct agent *a)
+{
+	cJSON *u = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(u, "gpus");
+	struct gpu_util gu[GPU_MAX];
+	size_t n = GPU_MAX;
+
+	cJSON_AddNumberToObject(u, "cpu_pct", (int)(sysinfo_cpu_pct(&a->cpu) + 0.5));
+	cJSON_AddNumberToObject(u, "mem_used", (double)sysinfo_mem_used());
+	if (a->gpu && a->gpu->util(a->gpu_ctx, gu, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			cJSON *e = cJSON_CreateObject();
+			cJSON_AddNumberToObject(e, "index", gu[i].index);
+			cJSON_AddNumberToObject(e, "util_pct", gu[i].util_pct);
+			cJSON_AddNumberToObject(e, "mem_used", (double)gu[i].mem_used);
+			cJSON_AddItemToArray(g, e);
+		}
+	}
+	return u;
+}
+
+void session_sync(struct agent *a)
+{
+	cJSON *b = cJSON_CreateObject(), *ts, *ev, *e;
+	int rv;
+
+	cJSON_AddStringToObject(b, "node", a->cfg.name);
+	cJSON_AddStringToObject(b, "boot", a->boot);
+	cJSON_AddNumberToObject(b, "ack", (double)a->order_ack);
+	/* Whose order numbers ack counts: a new master must not take an ack
+	 * meant for its predecessor. */
+	cJSON_AddStringToObject(b, "master_boot", a->master_boot);
+	/* The join secret goes only until the master has accepted us (and
+	 * again after a refusal, e.g. a master that lost its state). */
+	if (a->cfg.join && !a->joined)
+		cJSON_AddStringToObject(b, "join", a->cfg.join);
+	cJSON_AddItemToObject(b, "capacity", capacity_json(a));
+	cJSON_AddItemToObject(b, "util", util_json(a));
+	ev = cJSON_AddArrayToObject(b, "events");
+	cJSON_ArrayForEach(e, a->events)
+	{
+		if (cJSON_GetArraySize(ev) >= EVENTS_PER_SYNC)
+			break;
+		cJSON_AddItemToArray(ev, cJSON_Duplicate(e, 1));
+	}
+	ts = cJSON_AddArrayToObject(b, "tasks");
+	for (struct atask *t = a->tasks; t; t = t->next) {
+		uint64_t cpu = 0, mem = 0;
+		e = cJSON_CreateObject();
+		cgroup_usage(t->cgroup, &cpu, &mem);
+		cJSON_AddNumberToObject(e, "job", (double)t->job);
+		cJSON_AddNumberToObject(e, "task", t->idx);
+		cJSON_AddNumberToObject(e, "attempt", t->attempt);
+		cJSON_AddStringToObject(e, "state", t->stopping ? "stopping" : "running");
+		cJSON_AddNumberToObject(e, "cpu_ns", (double)cpu);
+		cJSON_AddNumberToObject(e, "mem", (double)mem);
+		if (t->port)
+			cJSON_AddNumberToObject(e, "port", t->port);
+		/* So that a restarted master learns the verdicts again. */
+		if (t->has_health)
+			cJSON_AddStringToObject(e, "health", probe_state_str(t->health));
+		cJSON_AddItemToArray(ts, e);
+	}
+	rv = net_send(a->sock, WIRE_SYNC, ++a->seq, a->sender, b, NNG_FLAG_NONBLOCK);
+	if (rv != 0)
+		log_debug(LOG_SUB_WIRE, "sync not sent: %s", err_str(rv));
+	cJSON_Delete(b);
+	a->in_flight = rv == 0;
+	a->sent_at = now_ms();
+	a->next_sync = a->sent_at + a->cfg.heartbeat_ms;
+}
+
+void session_receive(struct agent *a)
+{
+	char err[512];
+	int rv;
+
+	for (;;) {
+		struct wire_hdr h;
+		cJSON *body;
+		rv = net_recv(a->sock, &h, &body, NNG_FLAG_NONBLOCK, err, sizeof(err));
+		if (rv == ERR_TIMEDOUT)
+			break;
+		if (rv != 0) {
+			log_warn("master reply rejected: %s", err);
+			a->next_sync = 0;
+			break;
+		}
+		a->in_flight = false;
+		if (h.type == WIRE_ORDERS) {
+			a->last_error[0] = '\0';
+			a->joined = true;
+			handle_orders(a, body);
+		} else if (h.type == WIRE_ERROR) {
+			const char *msg = "?";
+			wire_get_str(body, "message", 200, &msg);
+			if (strcmp(msg, a->last_error) != 0)
+				log_error("the master refuses this agent: %s", msg);
+			strlcpy_ok(a->last_error, msg, sizeof(a->last_error));
+			a->joined = false;
+		} else
+			log_warn("unexpected %s message from the master", wire_type_str(h.type));
+		cJSON_Delete(body);
+	}
+}
