@@ -514,8 +514,13 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	cJSON_AddStringToObject(o, "state", job_state_str(j->state));
 	cJSON_AddStringToObject(o, "reason", j->reason);
 	cJSON_AddNumberToObject(o, "priority", j->spec->priority);
-	cJSON_AddNumberToObject(o, "ntasks", j->ntasks);
-	cJSON_AddNumberToObject(o, "gpus_milli", (double)j->spec->res.gpus_milli * j->ntasks);
+	/* The record keeps every slot (a serve job's retired ones too); users
+	 * see the tasks in use. */
+	uint32_t inuse = 0;
+	for (uint32_t i = 0; i < j->ntasks; i++)
+		inuse += !j->tasks[i].retire;
+	cJSON_AddNumberToObject(o, "ntasks", store ? j->ntasks : inuse);
+	cJSON_AddNumberToObject(o, "gpus_milli", (double)j->spec->res.gpus_milli * inuse);
 	cJSON_AddNumberToObject(o, "submitted", (double)j->submitted);
 	cJSON_AddNumberToObject(o, "finished", (double)j->finished);
 	cJSON_AddBoolToObject(o, "cancel", j->cancel);

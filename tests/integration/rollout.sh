@@ -84,4 +84,17 @@ hist=$(mlctl history web)
 check "history lists four versions" [ "$(grep -cE '^[1-4]\*? ' <<<"$hist")" = 4 ]
 check "history names who made them" grep -qE "^2 .* key " <<<"$hist"
 check "history has the automatic rollback" grep -q "rollout 2 -> 3 failed; rolling back" <<<"$hist"
+
+# A master killed and restarted keeps versions, history, roles and endpoints.
+eps=$(mlctl endpoints web | sort)
+kill -9 "$MASTER_PID"
+wait "$MASTER_PID" 2>/dev/null
+MASTER_PID=
+start_master || exit 1
+same_eps() { [ "$(mlctl endpoints web | sort)" = "$eps" ]; }
+check "the same endpoints after a master restart" wait_for 10 same_eps
+check "still at version 4" at_version 4
+check "history survives" [ "$(mlctl history web)" = "$hist" ]
+mlctl rollout web --env VERSION=5 >/dev/null || fail "rollout after restart"
+check "a rollout after the restart works" wait_for 30 at_version 5
 finish
