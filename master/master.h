@@ -74,6 +74,7 @@ struct task {
 	uint32_t version; /* serve: the job version it runs */
 	char health_why[REASON_MAX]; /* the probe's last failure */
 	uint64_t health_at;          /* wall ms of the last health change */
+	uint64_t stored_hash;        /* of the record last written, 0 = unknown */
 	/* Not stored: the latest utilization the agent reported. */
 	double cpu_pct;
 	uint64_t mem_used, cpu_ns_prev, cpu_ns_at;
@@ -96,6 +97,7 @@ struct job {
 	uint64_t preempted_by; /* job whose placement is waiting on this one, 0 = none */
 	uint32_t victims;      /* jobs still stopping so that this one can place */
 	bool dirty;      /* in m->dirty: must be written in this turn */
+	uint64_t stored_hash; /* of the job record last written, 0 = unknown */
 	size_t live_pos; /* position in m->live while not finished */
 	uint32_t ntasks;
 	struct task *tasks;

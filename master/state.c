@@ -536,9 +536,12 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	cJSON_AddNumberToObject(o, "preempted_by", (double)j->preempted_by);
 	cJSON_AddNumberToObject(o, "victims", j->victims);
 	if (full) {
-		cJSON *ts = cJSON_AddArrayToObject(o, "tasks");
-		for (uint32_t i = 0; i < j->ntasks; i++)
-			cJSON_AddItemToArray(ts, task_to_json(m, &j->tasks[i], store));
+		/* The store keeps each task under its own key (state_flush). */
+		if (!store) {
+			cJSON *ts = cJSON_AddArrayToObject(o, "tasks");
+			for (uint32_t i = 0; i < j->ntasks; i++)
+				cJSON_AddItemToArray(ts, task_to_json(m, &j->tasks[i], store));
+		}
 		cJSON_AddItemToObject(o, "spec", spec_to_json(j->spec));
 	}
 	if (j->serve)
@@ -592,11 +595,38 @@ cJSON *node_to_json(const struct node *n, bool full)
 
 /* ---- persistence ---- */
 
-static int put_json(struct master *m, const char *key, cJSON *o)
+/* FNV-1a: tells whether a record's text changed since it was written. */
+static uint64_t text_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ull;
+	}
+	return h | 1; /* 0 means "not written by this process" */
+}
+
+/* What one flush wrote (for the store debug log). */
+struct flush_count {
+	unsigned records;
+	size_t bytes;
+};
+
+/* Write o under key unless its text is the one written last (*hash). */
+static int put_changed(struct master *m, const char *key, cJSON *o, uint64_t *hash,
+		       struct flush_count *fc)
 {
 	char *s = cJSON_PrintUnformatted(o);
-	int rv = store_put(m->store, key, s, strlen(s));
+	uint64_t h = text_hash(s);
+	size_t len = strlen(s);
+	int rv = 0;
 
+	if (h != *hash && (rv = store_put(m->store, key, s, len)) == 0) {
+		*hash = h;
+		fc->records++;
+		fc->bytes += len;
+	}
 	free(s);
 	return rv;
 }
@@ -605,10 +635,15 @@ static int put_json(struct master *m, const char *key, cJSON *o)
  * Write what changed in this turn in one transaction: dirty nodes, dirty
  * jobs, the next job id.  Nothing to write: no transaction at all (most
  * turns of an idle master).
+ *
+ * A job is "jobs/<id>" (its spec, state, counters) and one record per task,
+ * "tasks/<id>/<index>".  A dirty job writes only the records whose text
+ * changed, so one task's change in a 1,000-task job is one small write.
  */
 int state_flush(struct master *m)
 {
 	char key[STORE_KEY_MAX], num[32];
+	struct flush_count fc = {0, 0};
 	bool nodes = false;
 	int rv;
 
@@ -624,30 +659,44 @@ int state_flush(struct master *m)
 			continue;
 		cJSON *o = node_to_json(n, false);
 		snprintf(key, sizeof(key), "nodes/%s", n->name);
-		rv = put_json(m, key, o);
+		char *s = cJSON_PrintUnformatted(o);
+		rv = store_put(m->store, key, s, strlen(s));
+		fc.records++;
+		fc.bytes += strlen(s);
+		free(s);
 		cJSON_Delete(o);
 		if (rv != 0)
-			return rv;
+			goto fail;
 		n->dirty = false;
 	}
 	for (size_t i = 0; i < m->ndirty; i++) {
 		struct job *j = m->dirty[i];
 		cJSON *o = job_json(m, j, true, true);
 		snprintf(key, sizeof(key), "jobs/%016" PRIx64, j->id);
-		rv = put_json(m, key, o);
+		rv = put_changed(m, key, o, &j->stored_hash, &fc);
 		cJSON_Delete(o);
+		for (uint32_t k = 0; k < j->ntasks && rv == 0; k++) {
+			o = task_to_json(m, &j->tasks[k], true);
+			snprintf(key, sizeof(key), "tasks/%016" PRIx64 "/%08x", j->id, k);
+			rv = put_changed(m, key, o, &j->tasks[k].stored_hash, &fc);
+			cJSON_Delete(o);
+		}
 		if (rv != 0)
-			return rv;
+			goto fail;
 		j->dirty = false;
 	}
 	m->ndirty = 0;
 	snprintf(num, sizeof(num), "%" PRIu64, m->next_job_id);
 	if ((rv = store_put(m->store, "meta/next_job_id", num, strlen(num))) != 0)
-		return rv;
+		goto fail;
 	if ((rv = store_commit(m->store)) != 0)
 		return rv;
+	log_debug(LOG_SUB_STORE, "commit: %u records, %zu bytes", fc.records + 1, fc.bytes);
 	m->stored_next_id = m->next_job_id;
 	return 0;
+fail:
+	store_rollback(m->store);
+	return rv;
 }
 
 static int get_u64(const cJSON *o, const char *k, uint64_t *v)
@@ -779,6 +828,41 @@ static int load_task(struct master *m, struct job *j, const cJSON *o)
 	return 0;
 }
 
+/* "tasks/<job id>/<index>": one task of a job loaded before. */
+static int load_task_record(const char *key, const void *val, size_t len, void *arg)
+{
+	struct master *m = arg;
+	unsigned long long id;
+	unsigned idx;
+	struct job *j;
+	cJSON *o;
+	int rv;
+
+	if (sscanf(key, "tasks/%16llx/%8x", &id, &idx) != 2) {
+		log_error("store: %s: not a task key", key);
+		return ERR_STORE;
+	}
+	if (!(j = job_by_id(m, id))) {
+		log_warn("store: %s: a task of no stored job: ignored", key);
+		return 0;
+	}
+	if (idx >= j->ntasks) {
+		/* A slot past the job's stored size: written by a turn whose
+		 * job record is older?  Never: both go in one transaction. */
+		log_error("store: %s: task %u of a job of %u tasks", key, idx, j->ntasks);
+		return ERR_STORE;
+	}
+	if (!(o = cJSON_ParseWithLength(val, len))) {
+		log_error("store: %s: not JSON", key);
+		return ERR_STORE;
+	}
+	rv = load_task(m, j, o);
+	if (rv != 0)
+		log_error("store: %s: bad task record", key);
+	cJSON_Delete(o);
+	return rv;
+}
+
 static int load_job(const char *key, const void *val, size_t len, void *arg)
 {
 	struct master *m = arg;
@@ -840,6 +924,8 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 		log_error("store: %s: bad serve record", key);
 		goto out;
 	}
+	/* Records written before tasks had keys of their own carry them
+	 * inline: load them, and rewrite the job in the new form. */
 	ts = cJSON_GetObjectItemCaseSensitive(o, "tasks");
 	cJSON_ArrayForEach(e, ts)
 	{
@@ -847,6 +933,7 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 			log_error("store: %s: bad task record", key);
 			goto out;
 		}
+		j->dirty = true;
 	}
 	if (m->njobs && m->jobs[m->njobs - 1]->id >= j->id) {
 		log_error("store: %s: job ids out of order", key);
@@ -855,10 +942,7 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 	job_append(m, j);
 	if (!job_terminal(j->state))
 		live_add(m, j);
-	if (j->dirty) {
-		j->dirty = false;
-		job_dirty(m, j);
-	}
+	/* j->dirty: to be written again, once state_load has the tasks. */
 	if (j->id >= m->next_job_id)
 		m->next_job_id = j->id + 1;
 	j = NULL;
@@ -894,6 +978,16 @@ int state_load(struct master *m)
 		return rv;
 	if ((rv = store_list(m->store, "jobs/", load_job, m)) != 0)
 		return rv;
+	if ((rv = store_list(m->store, "tasks/", load_task_record, m)) != 0)
+		return rv;
+	for (size_t i = 0; i < m->njobs; i++) {
+		struct job *j = m->jobs[i];
+		/* load_task flags jobs whose records must be written again. */
+		if (j->dirty) {
+			j->dirty = false;
+			job_dirty(m, j);
+		}
+	}
 	/* Who waits for whom is derived, so a record written before a victim
 	 * ended cannot leave a preemptor waiting for ever. */
 	for (size_t i = 0; i < m->njobs; i++)
