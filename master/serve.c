@@ -696,7 +696,7 @@ void serve_reconcile(struct master *m, struct job *j)
 
 	if (!sv)
 		return;
-	if (!j->cancel && j->state != JOB_FAILED) {
+	if (!j->cancel && !job_terminal(j->state) && j->state != JOB_FAILED) {
 		if (sv->rollout.active)
 			rollout_step(m, j, slots_wanted(sv));
 		want = slots_wanted(sv);

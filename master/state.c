@@ -436,8 +436,8 @@ void job_update(struct master *m, struct job *j)
 	} else if (!gang && live + ok + nbad > 0 && j->state == JOB_PENDING) {
 		j->state = JOB_PLACING;
 	}
-	if (j->serve && !job_terminal(j->state))
-		serve_reconcile(m, j);
+	if (j->serve)
+		serve_reconcile(m, j); /* an ended job only publishes no endpoints */
 	if (job_terminal(j->state)) {
 		j->finished = wall_ms();
 		live_remove(m, j);

@@ -54,7 +54,10 @@ until "$B/master/ctl/mlctl" --master "$URL" --timeout 200ms run --name tmpl "$T/
 kill "$MPID"; wait "$MPID" 2>/dev/null; MPID=
 sqlite3 "$T/full/state.db" <<SQL || exit 1
 CREATE TEMP TABLE tmpl AS SELECT value AS v FROM kv WHERE key LIKE 'jobs/%' LIMIT 1;
-DELETE FROM kv WHERE key LIKE 'jobs/%';
+CREATE TEMP TABLE ttmpl AS SELECT value AS v FROM kv WHERE key LIKE 'tasks/%' LIMIT 1;
+DELETE FROM kv WHERE key LIKE 'jobs/%' OR key LIKE 'tasks/%';
+WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $N)
+INSERT INTO kv SELECT printf('tasks/%016x/%08x', i, 0), (SELECT v FROM ttmpl) FROM seq;
 WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $N)
 INSERT INTO kv SELECT printf('jobs/%016x', i),
   json_set((SELECT v FROM tmpl), '\$.id', i, '\$.spec.name', 'job-' || i,
