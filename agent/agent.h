@@ -82,6 +82,13 @@ struct agent {
 	struct agent_cfg cfg;
 	struct runc runc;
 	nng_socket sock;
+	int sock_fd;           /* readable when a reply waits (poll set) */
+	bool sock_open;
+	/* --master, split at commas: HA masters, one of them the leader. */
+	char **masters;
+	size_t nmasters, cur_master;
+	char *leader_url;      /* named by a follower; used until it fails */
+	uint64_t last_reply;   /* monotonic ms of the master's last answer */
 	char boot[40];
 	char master_boot[40];
 	uint64_t sender;
@@ -130,8 +137,16 @@ cJSON *session_event(struct agent *a, const char *type, uint64_t job, uint32_t i
  * in_flight, sent_at and next_sync. */
 void session_sync(struct agent *a);
 /* Take every reply waiting on the master socket (without blocking): orders
- * are carried out, refusals logged once. */
+ * are carried out, refusals logged once; a follower's "not the leader"
+ * moves the session to the leader it names. */
 void session_receive(struct agent *a);
+/* Split cfg.master (comma-separated) and connect to the first master.
+ * 0 or an error with why. */
+int session_start(struct agent *a, char *why, size_t whylen);
+/* A master that has not answered for long (killed, frozen, cut off): move
+ * to the next one in the list.  Called every loop turn. */
+void session_check(struct agent *a);
+void session_close(struct agent *a);
 
 /* ---- task.c: the task table ---- */
 

@@ -166,10 +166,11 @@ int main(int argc, char **argv)
 	const char *level, *debug;
 	char err[512], hostname[64] = "", *runc_root = NULL;
 	uint8_t rnd[8];
-	int nargs, rv, sfd, nfd;
+	int nargs, rv, sfd;
 	sigset_t sigs;
 	const struct opt tab[] = {
-		{"master", OPT_STR, "tcp://127.0.0.1:7071", "the master's agent URL",
+		{"master", OPT_STR, "tcp://127.0.0.1:7071",
+		 "the master's agent URL; several, comma-separated, for HA masters",
 		 &a.cfg.master},
 		{"name", OPT_STR, NULL, "node name (default: the host name)", &a.cfg.name},
 		{"state-dir", OPT_STR, "/var/lib/mlsched/agent", "state folder (bundles, logs)",
@@ -327,12 +328,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
 		fatal("signalfd: %s", strerror(errno));
-	if (net_dial_req(a.cfg.master, 1000, &a.sock, err, sizeof(err)) != 0)
+	if (session_start(&a, err, sizeof(err)) != 0)
 		fatal("%s", err);
-	/* Resend a request that got no reply after a master restart. */
-	nng_socket_set_ms(a.sock, NNG_OPT_REQ_RESENDTIME, (nng_duration)(a.cfg.heartbeat_ms * 3));
-	if (net_recv_fd(a.sock, &nfd) != 0)
-		fatal("cannot get the socket descriptor");
 	check_ephemeral(a.port_lo, a.port_hi);
 	log_info("mlagent %s node=%s address=%s master=%s: %u millicores, %" PRIu64
 		 " MiB, %zu GPUs, ports %u-%u",
@@ -360,7 +357,7 @@ int main(int argc, char **argv)
 			a.npfds_cap = np * 2;
 			a.pfds = xrealloc(a.pfds, a.npfds_cap * sizeof(*a.pfds));
 		}
-		a.pfds[0] = (struct pollfd){.fd = nfd, .events = POLLIN};
+		a.pfds[0] = (struct pollfd){.fd = a.sock_fd, .events = POLLIN};
 		a.pfds[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		np = 2;
 		for (struct atask *t = a.tasks; t; t = t->next)
@@ -386,11 +383,12 @@ int main(int argc, char **argv)
 		 * pollfd indexes are this turn's. */
 		task_probe_step(&a, now_ms());
 		session_receive(&a);
+		session_check(&a);
 		task_kill_overdue(&a);
 		if (now_ms() >= a.next_sync)
 			session_sync(&a);
 	}
-	nng_close(a.sock);
+	session_close(&a);
 	if (a.gpu)
 		a.gpu->fini(a.gpu_ctx);
 	cJSON_Delete(a.events);

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
 
 #include "agent.h"
 #include "err.h"
@@ -253,6 +254,10 @@ void session_sync(struct agent *a)
 			cJSON_AddStringToObject(e, "health", probe_state_str(t->health));
 		cJSON_AddItemToArray(ts, e);
 	}
+	/* A master holds a SYNC with nothing to say (a long poll); ask for
+	 * an answer now and then, so that a dead or frozen one shows. */
+	if (now_ms() - a->last_reply >= 2 * a->cfg.heartbeat_ms)
+		cJSON_AddBoolToObject(b, "ping", true);
 	rv = net_send(a->sock, WIRE_SYNC, ++a->seq, a->sender, b, NNG_FLAG_NONBLOCK);
 	if (rv != 0)
 		log_debug(LOG_SUB_WIRE, "sync not sent: %s", err_str(rv));
@@ -260,6 +265,107 @@ void session_sync(struct agent *a)
 	a->in_flight = rv == 0;
 	a->sent_at = now_ms();
 	a->next_sync = a->sent_at + a->cfg.heartbeat_ms;
+}
+
+static const char *current_url(const struct agent *a)
+{
+	return a->leader_url ? a->leader_url : a->masters[a->cur_master];
+}
+
+static int connect_to(struct agent *a, const char *url, char *why, size_t whylen)
+{
+	int rv;
+
+	if (a->sock_open)
+		nng_close(a->sock);
+	a->sock_open = false;
+	a->in_flight = false;
+	if ((rv = net_dial_req(url, 1000, &a->sock, why, whylen)) != 0)
+		return rv;
+	/* Resend a request that got no reply after a master restart. */
+	nng_socket_set_ms(a->sock, NNG_OPT_REQ_RESENDTIME, (nng_duration)(a->cfg.heartbeat_ms * 3));
+	if (net_recv_fd(a->sock, &a->sock_fd) != 0) {
+		nng_close(a->sock);
+		snprintf(why, whylen, "cannot get the socket descriptor of %s", url);
+		return ERR_SYS;
+	}
+	a->sock_open = true;
+	a->last_reply = now_ms();
+	a->next_sync = 0;
+	return 0;
+}
+
+int session_start(struct agent *a, char *why, size_t whylen)
+{
+	char *list = xstrdup(a->cfg.master), *save = NULL, *tok;
+
+	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!*tok)
+			continue;
+		a->masters = xrealloc(a->masters, (a->nmasters + 1) * sizeof(*a->masters));
+		a->masters[a->nmasters++] = xstrdup(tok);
+	}
+	free(list);
+	if (a->nmasters == 0) {
+		snprintf(why, whylen, "--master: no URL in \"%s\"", a->cfg.master);
+		return ERR_INVAL;
+	}
+	return connect_to(a, current_url(a), why, whylen);
+}
+
+/* Move to url (a leader a follower named) or, url NULL, to the next master
+ * in the list. */
+static void switch_master(struct agent *a, const char *url, const char *why)
+{
+	char err[256];
+	const char *from = current_url(a);
+	char *next = url ? xstrdup(url) : NULL;
+
+	log_info("master %s %s: moving to %s", from, why,
+		 next ? next : a->masters[(a->cur_master + 1) % a->nmasters]);
+	free(a->leader_url);
+	a->leader_url = next;
+	if (!next)
+		a->cur_master = (a->cur_master + 1) % a->nmasters;
+	if (connect_to(a, current_url(a), err, sizeof(err)) != 0)
+		log_warn("cannot dial %s: %s", current_url(a), err);
+}
+
+/* A follower's refusal: true when it was one (and the session moved). */
+static bool not_leader(struct agent *a, const cJSON *body)
+{
+	int64_t code = 0;
+	const char *lead = NULL;
+
+	if (wire_get_int(body, "code", INT32_MIN, INT32_MAX, &code) != 0 || code != ERR_NOTLEADER)
+		return false;
+	if (wire_get_str(body, "leader_agents", 1024, &lead) == 0 && *lead &&
+	    strcmp(lead, current_url(a)) != 0)
+		switch_master(a, lead, "is not the leader");
+	else if (a->nmasters > 1)
+		switch_master(a, NULL, "is not the leader and knows none yet");
+	return true;
+}
+
+void session_check(struct agent *a)
+{
+	uint64_t silent = now_ms() - a->last_reply;
+	uint64_t limit = 4 * a->cfg.heartbeat_ms < 2000 ? 2000 : 4 * a->cfg.heartbeat_ms;
+
+	if (silent < limit || (a->nmasters < 2 && !a->leader_url))
+		return;
+	switch_master(a, NULL, "does not answer");
+}
+
+void session_close(struct agent *a)
+{
+	if (a->sock_open)
+		nng_close(a->sock);
+	a->sock_open = false;
+	for (size_t i = 0; i < a->nmasters; i++)
+		free(a->masters[i]);
+	free(a->masters);
+	free(a->leader_url);
 }
 
 void session_receive(struct agent *a)
@@ -279,6 +385,11 @@ void session_receive(struct agent *a)
 			break;
 		}
 		a->in_flight = false;
+		a->last_reply = now_ms();
+		if (h.type == WIRE_ERROR && not_leader(a, body)) {
+			cJSON_Delete(body);
+			break; /* the socket was replaced */
+		}
 		if (h.type == WIRE_ORDERS) {
 			a->last_error[0] = '\0';
 			a->joined = true;

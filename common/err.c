@@ -36,6 +36,14 @@ const char *err_str(int err)
 		return "state store failure";
 	case ERR_RUNC:
 		return "runc failure";
+	case ERR_NOTLEADER:
+		return "not the leader";
+	case ERR_FENCED:
+		return "fenced: another master holds the leader key";
+	case ERR_COMPACTED:
+		return "revision compacted";
+	case ERR_NOTSUP:
+		return "not supported";
 	}
 	return "unknown error";
 }

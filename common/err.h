@@ -24,6 +24,10 @@ enum {
 	ERR_VERSION = -12, /* wrong protocol or plugin version */
 	ERR_STORE = -13,   /* the state store failed */
 	ERR_RUNC = -14,    /* runc reported a failure */
+	ERR_NOTLEADER = -30, /* a follower master: the reply names the leader */
+	ERR_FENCED = -15,  /* a store write lost the leader key (store_fence) */
+	ERR_COMPACTED = -16, /* a store watch's start revision was compacted away */
+	ERR_NOTSUP = -17,  /* the operation is not supported here (sqlite store: no leases) */
 };
 
 /* A short phrase for an error code ("invalid argument"); never NULL. */

@@ -3,7 +3,7 @@
 
 MLS_BUILD_PKGS="build-essential autoconf automake libtool pkg-config libnng-dev libsodium-dev
  libsqlite3-dev libcurl4-openssl-dev libyaml-dev libcjson-dev runc busybox-static"
-MLS_TEST_PKGS="libcmocka-dev valgrind jq sqlite3"
+MLS_TEST_PKGS="libcmocka-dev valgrind jq sqlite3 etcd-server"
 
 install_deps() {
 	local want=$MLS_BUILD_PKGS missing=() p

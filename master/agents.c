@@ -550,7 +550,7 @@ void agents_handle(struct master *m, const struct net_peer *peer, const struct w
 	const cJSON *cap, *util, *events = NULL, *tasks, *e;
 	struct node *n;
 	uint64_t ack = 0, seq;
-	bool news = false;
+	bool news = false, ping = false;
 
 	if (h->type != WIRE_SYNC) {
 		log_warn("agent socket: unexpected %s message: ignored", wire_type_str(h->type));
@@ -628,7 +628,10 @@ void agents_handle(struct master *m, const struct net_peer *peer, const struct w
 	n->poll_held = true;
 	n->pipe = peer->pipe;
 	n->closed_at = 0;
-	if (news || cJSON_GetArraySize(n->orders) > 0)
+	/* An agent that heard nothing for a while asks (ping), to tell a
+	 * dead or frozen master from a quiet one. */
+	wire_get_bool(body, "ping", &ping);
+	if (news || ping || cJSON_GetArraySize(n->orders) > 0)
 		reply_poll(m, n);
 }
 

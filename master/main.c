@@ -82,7 +82,9 @@ static void drain(struct master *m, nng_socket s, bool agents)
 								   "(mlmaster init makes one)"));
 			continue;
 		}
-		if (agents)
+		if (!m->ha.leading)
+			leader_refuse(m, s, &peer, agents);
+		else if (agents)
 			agents_handle(m, &peer, &h, body);
 		else
 			api_handle(m, &peer, &h, body);
@@ -94,24 +96,34 @@ static void turn(struct master *m)
 {
 	int rv;
 
+	leader_tick(m);
 	drain(m, m->ctl, false);
 	drain(m, m->agents, true);
-	if (m->sched_dirty) {
-		m->sched_dirty = false;
-		sched_run(m);
+	if (m->ha.leading) {
+		if (m->sched_dirty) {
+			m->sched_dirty = false;
+			sched_run(m);
+		}
+		agents_tick(m);
+		serve_tick(m);
+		api_tick(m);
+		if ((rv = state_flush(m)) != 0) {
+			if (!m->ha.on)
+				/* Memory is ahead of the store and nothing of
+				 * this turn has been acknowledged: exit, and a
+				 * restart reloads what was committed. */
+				fatal("store write failed (%s): exiting so that a restart reloads "
+				      "the committed state",
+				      err_str(rv));
+			/* HA: fenced (another master leads) or the store is
+			 * unreachable: nothing of this turn may go out. */
+			m->ha.lease_ok_at = 0;
+		}
+		/* Only a leader whose lease is provably alive sends. */
+		if (!leader_valid(m))
+			return;
+		serve_publish(m);
 	}
-	agents_tick(m);
-	serve_tick(m);
-	api_tick(m);
-	if ((rv = state_flush(m)) != 0) {
-		/* Memory is ahead of the store and nothing of this turn has
-		 * been acknowledged: exit, and a restart reloads what was
-		 * committed. */
-		fatal("store write failed (%s): exiting so that a restart reloads the committed "
-		      "state",
-		      err_str(rv));
-	}
-	serve_publish(m);
 	out_flush(m);
 }
 
@@ -154,6 +166,15 @@ int main(int argc, char **argv)
 		 &m.cfg.sched_policy},
 		{"plugin-dir", OPT_STR, NULL, "folder of placement policy plugins (*.so)",
 		 &m.cfg.plugin_dir},
+		{"lease-ttl", OPT_DUR, "2s", "HA (etcd store): the leader lease; a dead leader is "
+		 "replaced within about this long", &m.cfg.lease_ttl_ms},
+		{"advertise-client-url", OPT_STR, NULL,
+		 "HA: the URL other masters send mlctl to when this one leads (default --listen)",
+		 &m.cfg.advertise_client},
+		{"advertise-agent-url", OPT_STR, NULL,
+		 "HA: the URL other masters send agents to when this one leads (default "
+		 "--agent-listen)",
+		 &m.cfg.advertise_agents},
 		{"endpoints-dir", OPT_STR, NULL,
 		 "write DIR/JOB.json, the healthy endpoints of each serve job, on every change",
 		 &m.cfg.endpoints_dir},
@@ -262,7 +283,15 @@ int main(int argc, char **argv)
 	if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
 		fatal("signalfd: %s", strerror(errno));
 
-	if ((rv = state_load(&m)) != 0)
+	if (!m.cfg.advertise_client)
+		m.cfg.advertise_client = m.cfg.listen;
+	if (!m.cfg.advertise_agents)
+		m.cfg.advertise_agents = m.cfg.agent_listen;
+	if ((rv = leader_init(&m)) != 0)
+		fatal("cannot start on store %s: %s", m.cfg.store_uri, err_str(rv));
+	/* Without an election the state is ours now; an HA master loads it
+	 * when it wins. */
+	if (!m.ha.on && (rv = state_load(&m)) != 0)
 		fatal("cannot load state from %s: %s", m.cfg.store_uri, err_str(rv));
 	if (net_listen_raw(m.cfg.listen, &m.ctl, err, sizeof(err)) != 0 ||
 	    net_listen_raw(m.cfg.agent_listen, &m.agents, err, sizeof(err)) != 0)
@@ -301,6 +330,7 @@ int main(int argc, char **argv)
 		}
 		turn(&m);
 	}
+	leader_resign(&m);
 	nng_close(m.ctl);
 	nng_close(m.agents);
 	store_close(m.store);

@@ -94,6 +94,7 @@ struct job {
 	uint32_t reschedules;  /* times work lost with a node was moved */
 	char last_reschedule[REASON_MAX];
 	struct serve *serve;   /* kind serve only (serve.h) */
+	char request_id[40];   /* the client's id of the submission, "" = none */
 	uint64_t preempted_by; /* job whose placement is waiting on this one, 0 = none */
 	uint32_t victims;      /* jobs still stopping so that this one can place */
 	bool dirty;      /* in m->dirty: must be written in this turn */
@@ -162,6 +163,8 @@ struct master_cfg {
 	const char *sched_policy; /* default policy name, NULL = per kind */
 	const char *plugin_dir;   /* extra placement policies (*.so) */
 	const char *endpoints_dir; /* DIR/JOB.json per serve job, NULL = none */
+	uint64_t lease_ttl_ms;     /* HA: the leader lease */
+	const char *advertise_client, *advertise_agents; /* HA: URLs others are told */
 	bool insecure;
 };
 
@@ -196,6 +199,17 @@ struct master {
 	uint64_t next_logreq;
 	struct outmsg *out_head, **out_tail;
 	uint64_t seq;
+	/* HA (leader.c); with sqlite, on = false and leading = true. */
+	struct {
+		bool on;           /* the store elects a leader */
+		bool leading;
+		int64_t lease;
+		uint64_t lease_ok_at;   /* monotonic ms the last good keepalive was sent */
+		uint64_t next_campaign; /* monotonic ms */
+		char *record;      /* our value for the leader key */
+		char *ctl_url, *agent_url; /* the leader's, when known */
+		char seen[64];     /* the leader id last logged */
+	} ha;
 };
 
 /* state.c: the model and its persistence. */
@@ -217,6 +231,8 @@ void job_update(struct master *m, struct job *j);
 /* Give a task's resources back to its node (if any) and mark it terminal. */
 void task_finish(struct master *m, struct job *j, struct task *t, enum task_state st);
 int state_load(struct master *m);
+/* Forget every job, node and unsent message (see state.c). */
+void state_reset(struct master *m);
 /* Write dirty jobs and nodes and the next id in one transaction (none when
  * nothing changed). */
 int state_flush(struct master *m);
@@ -260,6 +276,21 @@ void api_handle(struct master *m, const struct net_peer *peer, const struct wire
 void api_log_reply(struct master *m, uint64_t req, cJSON *event);
 /* Fail log requests whose agent did not answer in time. */
 void api_tick(struct master *m);
+
+/* leader.c: HA masters (see leader.c).  Without leases in the store
+ * (sqlite) the master leads from the start. */
+/* Decide whether the store elects (etcd); 0 or a store error. */
+int leader_init(struct master *m);
+/* Per turn, first: renew the lease, or campaign (and on winning, load the
+ * state). */
+void leader_tick(struct master *m);
+/* Leading, with a lease provably alive?  Steps down (forgetting the model
+ * and this turn's messages) when not. */
+bool leader_valid(struct master *m);
+/* A follower's answer: ERR_NOTLEADER with the leader's URLs. */
+void leader_refuse(struct master *m, nng_socket sock, const struct net_peer *peer, bool agents);
+/* Give the lease back (clean shutdown). */
+void leader_resign(struct master *m);
 
 /* keys.c */
 /* Create what is missing of the master's key files in dir (see keys.c);

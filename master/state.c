@@ -535,6 +535,8 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	cJSON_AddStringToObject(o, "last_reschedule", j->last_reschedule);
 	cJSON_AddNumberToObject(o, "preempted_by", (double)j->preempted_by);
 	cJSON_AddNumberToObject(o, "victims", j->victims);
+	if (store && j->request_id[0])
+		cJSON_AddStringToObject(o, "request_id", j->request_id);
 	if (full) {
 		/* The store keeps each task under its own key (state_flush). */
 		if (!store) {
@@ -915,6 +917,8 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 		strlcpy_ok(j->last_restart, s, sizeof(j->last_restart));
 	if (get_u64(o, "victims", &v64) == 0)
 		j->victims = (uint32_t)v64;
+	if (wire_get_str(o, "request_id", sizeof(j->request_id) - 1, &s) == 0)
+		strlcpy_ok(j->request_id, s, sizeof(j->request_id));
 	if (get_u64(o, "reschedules", &v64) == 0)
 		j->reschedules = (uint32_t)v64;
 	if (wire_get_str(o, "last_reschedule", REASON_MAX - 1, &s) == 0)
@@ -1025,4 +1029,55 @@ int state_load(struct master *m)
 	log_info("loaded %zu nodes and %zu jobs; next job id %" PRIu64, m->nnodes, m->njobs,
 		 m->next_job_id);
 	return 0;
+}
+
+/*
+ * Forget the whole model (a deposed HA leader becomes a follower; a new
+ * leader loads afresh).  Orders and replies not sent yet are dropped: they
+ * belong to a turn that was not committed.
+ */
+void state_reset(struct master *m)
+{
+	struct outmsg *o, *on;
+	struct logreq *lr, *ln;
+
+	for (size_t i = 0; i < m->njobs; i++) {
+		struct job *j = m->jobs[i];
+		struct spec *spec = j->spec;
+		serve_free(j);
+		spec_free(spec);
+		free(j->tasks);
+		free(j);
+	}
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct node *n = m->nodes[i];
+		cJSON_Delete(n->labels);
+		cJSON_Delete(n->orders);
+		cJSON_Delete(n->gpu_util);
+		free(n);
+	}
+	free(m->jobs);
+	free(m->live);
+	free(m->dirty);
+	free(m->nodes);
+	m->jobs = m->live = m->dirty = NULL;
+	m->nodes = NULL;
+	m->njobs = m->cap_jobs = m->nlive = m->cap_live = m->ndirty = m->cap_dirty = 0;
+	m->nnodes = m->cap_nodes = 0;
+	for (lr = m->logreqs; lr; lr = ln) {
+		ln = lr->next;
+		free(lr);
+	}
+	m->logreqs = NULL;
+	for (o = m->out_head; o; o = on) {
+		on = o->next;
+		cJSON_Delete(o->body);
+		free(o);
+	}
+	m->out_head = NULL;
+	m->out_tail = &m->out_head;
+	sched_free(m->core);
+	m->core = sched_new();
+	m->next_job_id = m->stored_next_id = 0;
+	m->sched_dirty = false;
 }

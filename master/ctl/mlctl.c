@@ -121,34 +121,107 @@ void die(int code, const char *fmt, ...)
 	exit(code);
 }
 
+/*
+ * --master may list several masters (HA): "tcp://a:7070,tcp://b:7070".  A
+ * request goes to the current one; a follower answers ERR_NOTLEADER with the
+ * leader's URL and the request goes there; a master that does not answer
+ * within its share of --timeout is skipped for the next in the list.
+ */
+#define MAX_MASTERS 16
+static char *masters[MAX_MASTERS];
+static size_t nmasters, cur_master;
+static char *leader_url; /* a leader named by a follower, not in the list */
+
+static const char *current_url(void)
+{
+	return leader_url ? leader_url : masters[cur_master];
+}
+
+static void split_masters(void)
+{
+	char *list = xstrdup(master_url), *save = NULL, *tok;
+
+	for (tok = strtok_r(list, ",", &save); tok && nmasters < MAX_MASTERS;
+	     tok = strtok_r(NULL, ",", &save))
+		if (*tok)
+			masters[nmasters++] = xstrdup(tok);
+	free(list);
+	if (nmasters == 0)
+		die(2, "--master: no URL in \"%s\"", master_url);
+}
+
+static void disconnect(void)
+{
+	if (connected)
+		nng_close(sock);
+	connected = false;
+}
+
 /* Send a request and return the OK body (caller deletes); exits on errors. */
 cJSON *call(uint16_t type, cJSON *body)
 {
 	struct wire_hdr h;
 	cJSON *r = NULL;
 	char why[256];
-	int rv;
+	uint64_t deadline;
+	int rv, per_try, hops = 0;
 
-	if (!connected) {
-		setup_key();
-		if (net_dial_req(master_url, timeout_ms, &sock, why, sizeof(why)) != 0)
-			die(2, "%s", why);
-		connected = true;
+	if (!nmasters)
+		split_masters();
+	/* With several masters, one that does not answer must not take the
+	 * whole --timeout. */
+	per_try = nmasters > 1 && timeout_ms > 2000 ? 2000 : timeout_ms;
+	deadline = now_ms() + (uint64_t)timeout_ms * (nmasters > 1 ? 2 : 1);
+	for (;;) {
+		if (!connected) {
+			setup_key();
+			if (net_dial_req(current_url(), per_try, &sock, why, sizeof(why)) != 0)
+				die(2, "%s", why);
+			connected = true;
+		}
+		r = NULL;
+		rv = net_call(sock, type, 0, 0, body, &h, &r, why, sizeof(why));
+		if (rv == ERR_TIMEDOUT && nmasters > 1 && now_ms() < deadline) {
+			disconnect();
+			free(leader_url);
+			leader_url = NULL;
+			cur_master = (cur_master + 1) % nmasters;
+			continue;
+		}
+		if (rv == ERR_TIMEDOUT)
+			die(3, "no answer from the master at %s (is mlmaster running?)",
+			    current_url());
+		if (rv != 0)
+			die(3, "talking to %s: %s", current_url(), why);
+		if (h.type == WIRE_ERROR) {
+			const char *msg = "unknown error", *lead = NULL;
+			int64_t code = 0;
+			wire_get_int(r, "code", INT32_MIN, INT32_MAX, &code);
+			wire_get_str(r, "message", WIRE_MAX_STR, &msg);
+			if (code == ERR_NOTLEADER && ++hops <= (int)nmasters + 2 &&
+			    now_ms() < deadline) {
+				/* A follower: go to the leader it names, or try
+				 * the next master while an election is on. */
+				disconnect();
+				free(leader_url);
+				leader_url = NULL;
+				if (wire_get_str(r, "leader", 1024, &lead) == 0 && *lead)
+					leader_url = xstrdup(lead);
+				else
+					cur_master = (cur_master + 1) % nmasters;
+				cJSON_Delete(r);
+				if (!leader_url)
+					usleep(100000); /* no leader yet */
+				continue;
+			}
+			fprintf(stderr, "mlctl: %s\n", msg);
+			cJSON_Delete(r);
+			disconnect();
+			exit(1);
+		}
+		break;
 	}
-	rv = net_call(sock, type, 0, 0, body, &h, &r, why, sizeof(why));
 	cJSON_Delete(body);
-	if (rv == ERR_TIMEDOUT)
-		die(3, "no answer from the master at %s (is mlmaster running?)", master_url);
-	if (rv != 0)
-		die(3, "talking to %s: %s", master_url, why);
-	if (h.type == WIRE_ERROR) {
-		const char *msg = "unknown error";
-		wire_get_str(r, "message", WIRE_MAX_STR, &msg);
-		fprintf(stderr, "mlctl: %s\n", msg);
-		cJSON_Delete(r);
-		nng_close(sock);
-		exit(1);
-	}
 	if (h.type != WIRE_OK)
 		die(3, "unexpected %s reply", wire_type_str(h.type));
 	return r;
@@ -266,7 +339,15 @@ static int submit_spec(struct spec *s, bool wait)
 	cJSON *b = cJSON_CreateObject(), *r;
 	char id[32];
 
+	uint8_t rnd[16];
+	char rid[33];
+
 	cJSON_AddItemToObject(b, "spec", spec_to_json(s));
+	/* The same request sent again (an HA master died before it
+	 * answered) must not make a second job. */
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(rid, sizeof(rid), rnd, sizeof(rnd));
+	cJSON_AddStringToObject(b, "request_id", rid);
 	r = call(WIRE_SUBMIT, b);
 	if (json_out)
 		print_json(r);

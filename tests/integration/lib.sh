@@ -185,9 +185,49 @@ kill_shims() {
 	done
 }
 
+# Other processes a test started (etcd members, extra masters): killed -9 by
+# cleanup.
+declare -A EXTRA_PID=()
+
+# start_etcd_cluster N: N etcd members on loopback; ETCD_CLIENTS is their
+# comma-separated host:port list, ETCD_CLIENT[i] and ETCD_ARGS[i] each one's.
+ETCD_CLIENTS=
+declare -a ETCD_CLIENT=() ETCD_ARGS=()
+start_etcd_cluster() {
+	local n=$1 i base cluster=
+	command -v etcd >/dev/null || { log "etcd not found (apt-get install etcd-server)"; return 1; }
+	base=$((10000 + (RANDOM % 300) * 6))
+	for ((i = 0; i < n; i++)); do
+		cluster+="${cluster:+,}e$i=http://127.0.0.1:$((base + 2 * i + 1))"
+	done
+	for ((i = 0; i < n; i++)); do
+		ETCD_CLIENT[i]=127.0.0.1:$((base + 2 * i))
+		ETCD_ARGS[i]="--name e$i --data-dir $T/etcd-$i \
+			--listen-client-urls http://${ETCD_CLIENT[i]} --advertise-client-urls http://${ETCD_CLIENT[i]} \
+			--listen-peer-urls http://127.0.0.1:$((base + 2 * i + 1)) \
+			--initial-advertise-peer-urls http://127.0.0.1:$((base + 2 * i + 1)) \
+			--initial-cluster $cluster --initial-cluster-state new \
+			--max-txn-ops 10000 --max-request-bytes 10485760"
+		ETCD_CLIENTS+="${ETCD_CLIENTS:+,}${ETCD_CLIENT[i]}"
+		start_etcd "$i" || return 1
+	done
+	etcd_healthy() { ETCDCTL_API=3 etcdctl --endpoints "$ETCD_CLIENTS" endpoint health >/dev/null 2>&1; }
+	wait_for 20 etcd_healthy || { log "etcd cluster did not become healthy"; return 1; }
+}
+
+# start_etcd I: (re)start member I with its arguments.
+start_etcd() {
+	# shellcheck disable=SC2086
+	etcd ${ETCD_ARGS[$1]} >>"$T/etcd-$1.log" 2>&1 &
+	EXTRA_PID[etcd$1]=$!
+}
+
 # Every test ends here, pass or fail: stop daemons, remove containers.
 cleanup() {
 	local name root id
+	for name in "${!EXTRA_PID[@]}"; do
+		kill -9 "${EXTRA_PID[$name]}" 2>/dev/null
+	done
 	for name in "${!AGENT_PID[@]}"; do
 		kill -9 "${AGENT_PID[$name]}" 2>/dev/null
 	done

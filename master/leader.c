@@ -1,0 +1,248 @@
+/*
+ * leader.c - HA masters: one leader, the others standing by.
+ *
+ * With a store that has leases (etcd), every master keeps a lease of
+ * --lease-ttl alive and campaigns for the key "leader" with it: one
+ * transaction puts the key with this master's record (its boot id and the
+ * URLs clients and agents reach it at) if no one holds it.  The winner loads
+ * the state, fences the store on that key (every later commit applies only
+ * while "leader" still holds its record, so a deposed leader cannot write),
+ * and schedules.  The others answer every request with ERR_NOTLEADER and the
+ * leader's URLs, so mlctl and agents move there, and campaign again every
+ * CAMPAIGN_MS: when the leader dies its lease ends within the TTL, the key
+ * goes with it, and the next campaign wins.
+ *
+ * A leader stops acting as soon as it cannot prove its lease: before each
+ * turn's replies and orders go out it checks that its last successful
+ * keepalive was sent less than the TTL (minus a margin) ago, on the
+ * monotonic clock.  A leader that was frozen (SIGSTOP, a long GC-like
+ * pause, a VM migration) therefore wakes up, sees the gap, and steps down
+ * without sending anything; if it had already started a write, the fence
+ * refuses it.  Stepping down forgets the model (state_reset); the master
+ * then campaigns like any follower.
+ *
+ * With sqlite there is no election: the master that holds the state
+ * folder's lock is the leader for its whole life.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "err.h"
+#include "log.h"
+#include "master.h"
+#include "util.h"
+#include "wire.h"
+
+#define LEADER_KEY "leader"
+#define CAMPAIGN_MS 250
+#define MARGIN_MS 300 /* act only while the lease has this much left */
+
+static void forget_leader(struct master *m)
+{
+	free(m->ha.ctl_url);
+	free(m->ha.agent_url);
+	m->ha.ctl_url = m->ha.agent_url = NULL;
+}
+
+/* Who holds the key, from its record. */
+static void learn_leader(struct master *m, const char *rec)
+{
+	cJSON *o = cJSON_Parse(rec);
+	const char *c = NULL, *a = NULL, *id = "";
+
+	forget_leader(m);
+	if (o && wire_get_str(o, "client", 1024, &c) == 0 && wire_get_str(o, "agents", 1024, &a) == 0) {
+		m->ha.ctl_url = xstrdup(c);
+		m->ha.agent_url = xstrdup(a);
+		wire_get_str(o, "id", 64, &id);
+		if (strcmp(id, m->ha.seen) != 0) {
+			log_info("leader is master %s (clients %s, agents %s)", id, c, a);
+			strlcpy_ok(m->ha.seen, id, sizeof(m->ha.seen));
+		}
+	}
+	cJSON_Delete(o);
+}
+
+int leader_init(struct master *m)
+{
+	cJSON *o;
+	int rv;
+
+	rv = store_lease_grant(m->store, (int64_t)m->cfg.lease_ttl_ms, &m->ha.lease);
+	if (rv == ERR_NOTSUP) {
+		m->ha.on = false;
+		m->ha.leading = true;
+		return 0;
+	}
+	if (rv != 0)
+		return rv;
+	m->ha.on = true;
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", m->boot); /* this process, for logs */
+	cJSON_AddStringToObject(o, "client", m->cfg.advertise_client);
+	cJSON_AddStringToObject(o, "agents", m->cfg.advertise_agents);
+	m->ha.record = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	log_info("HA: campaigning for the leader key with a %" PRIu64 " ms lease", m->cfg.lease_ttl_ms);
+	return 0;
+}
+
+static void step_down(struct master *m, const char *why)
+{
+	log_warn("no longer the leader: %s; dropping this turn's replies and orders and "
+		 "standing by",
+		 why);
+	m->ha.leading = false;
+	state_reset(m);
+	store_fence(m->store, NULL, NULL, 0);
+	forget_leader(m);
+	m->ha.next_campaign = 0;
+}
+
+/* A keepalive, or a new lease when ours is gone; 0 when ours is alive. */
+static int renew(struct master *m)
+{
+	uint64_t t0 = now_ms();
+	int rv = store_lease_keepalive(m->store, m->ha.lease, NULL);
+
+	if (rv == 0) {
+		m->ha.lease_ok_at = t0;
+		return 0;
+	}
+	if (rv == ERR_NOENT && !m->ha.leading) {
+		t0 = now_ms();
+		if ((rv = store_lease_grant(m->store, (int64_t)m->cfg.lease_ttl_ms,
+					    &m->ha.lease)) == 0)
+			m->ha.lease_ok_at = t0;
+	}
+	return rv;
+}
+
+static void become_leader(struct master *m)
+{
+	uint8_t rnd[8];
+	int rv;
+
+	state_reset(m);
+	/* A new session boot id: agents that knew this process as an earlier
+	 * leader must start its order numbers again (the model, and so every
+	 * node's order sequence, is new). */
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(m->boot, sizeof(m->boot), rnd, sizeof(rnd));
+	if ((rv = store_fence(m->store, LEADER_KEY, m->ha.record, strlen(m->ha.record))) != 0 ||
+	    (rv = state_load(m)) != 0) {
+		log_error("won the election but cannot load the state: %s; resigning",
+			  err_str(rv));
+		state_reset(m);
+		store_fence(m->store, NULL, NULL, 0);
+		store_lease_revoke(m->store, m->ha.lease);
+		m->ha.lease = 0;
+		return;
+	}
+	for (size_t i = 0; i < m->nnodes; i++)
+		m->nodes[i]->last_seen = now_ms();
+	m->ha.leading = true;
+	m->sched_dirty = true;
+	forget_leader(m);
+	log_info("leader now (session %s): %zu nodes, %zu jobs loaded", m->boot, m->nnodes,
+		 m->njobs);
+}
+
+bool leader_valid(struct master *m)
+{
+	if (!m->ha.on)
+		return true;
+	if (!m->ha.leading)
+		return false;
+	if (now_ms() - m->ha.lease_ok_at + MARGIN_MS >= m->cfg.lease_ttl_ms) {
+		step_down(m, "its lease could not be renewed in time");
+		return false;
+	}
+	return true;
+}
+
+void leader_tick(struct master *m)
+{
+	uint64_t now = now_ms();
+
+	if (!m->ha.on)
+		return;
+	if (m->ha.leading) {
+		if (!leader_valid(m))
+			return;
+		if (now - m->ha.lease_ok_at >= m->cfg.lease_ttl_ms / 3) {
+			int rv = renew(m);
+			if (rv == ERR_NOENT)
+				step_down(m, "its lease expired");
+			else if (rv != 0)
+				log_warn("lease keepalive failed: %s", err_str(rv));
+		}
+		return;
+	}
+	if (now < m->ha.next_campaign)
+		return;
+	m->ha.next_campaign = now + CAMPAIGN_MS;
+	if (m->ha.lease == 0 || now - m->ha.lease_ok_at >= m->cfg.lease_ttl_ms / 3) {
+		if (m->ha.lease == 0) {
+			uint64_t t0 = now_ms();
+			if (store_lease_grant(m->store, (int64_t)m->cfg.lease_ttl_ms, &m->ha.lease) !=
+			    0)
+				return;
+			m->ha.lease_ok_at = t0;
+		} else if (renew(m) != 0) {
+			return;
+		}
+	}
+	{
+		bool won = false;
+		char *holder = NULL;
+		size_t hlen = 0;
+		int rv = store_put_if_absent(m->store, LEADER_KEY, m->ha.record,
+					     strlen(m->ha.record), m->ha.lease, &won, &holder, &hlen);
+		if (rv != 0) {
+			free(holder);
+			return;
+		}
+		/* A retried request may find its own earlier put. */
+		if (won || (holder && strcmp(holder, m->ha.record) == 0))
+			become_leader(m);
+		else if (holder)
+			learn_leader(m, holder);
+		free(holder);
+	}
+}
+
+void leader_refuse(struct master *m, nng_socket sock, const struct net_peer *peer, bool agents)
+{
+	const char *url = agents ? m->ha.agent_url : m->ha.ctl_url;
+	cJSON *b;
+
+	if (url)
+		b = wire_error_body(ERR_NOTLEADER, "this master is standing by; the leader is at %s",
+				    url);
+	else
+		b = wire_error_body(ERR_NOTLEADER,
+				    "this master is standing by and no leader is elected yet");
+	if (m->ha.ctl_url) {
+		cJSON_AddStringToObject(b, "leader", m->ha.ctl_url);
+		cJSON_AddStringToObject(b, "leader_agents", m->ha.agent_url);
+	}
+	out_reply(m, sock, peer, WIRE_ERROR, b);
+}
+
+void leader_resign(struct master *m)
+{
+	if (!m->ha.on || !m->ha.lease)
+		return;
+	/* The key goes with the lease: a follower takes over at once. */
+	if (store_lease_revoke(m->store, m->ha.lease) == 0 && m->ha.leading)
+		log_info("resigned the leadership");
+	m->ha.lease = 0;
+	free(m->ha.record);
+	m->ha.record = NULL;
+	forget_leader(m);
+}
