@@ -89,6 +89,7 @@ struct agent {
 	size_t nmasters, cur_master;
 	char *leader_url;      /* named by a follower; used until it fails */
 	uint64_t last_reply;   /* monotonic ms of the master's last answer */
+	uint64_t sync_retry_ms; /* backoff while a SYNC cannot be sent */
 	char boot[40];
 	char master_boot[40];
 	uint64_t sender;
@@ -124,6 +125,7 @@ struct agent {
 #define LOG_CHUNK_MAX (64 * 1024)
 #define MAX_PENDING_EVENTS 100000
 #define EVENTS_PER_SYNC 1000 /* the master takes at most 4096 per message */
+#define SYNC_RETRY_MS 10     /* first retry of a SYNC that could not be sent */
 
 /*
  * Queue an event {"seq", "type", "job", "task", "attempt"} for the master and

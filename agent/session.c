@@ -264,7 +264,18 @@ void session_sync(struct agent *a)
 	cJSON_Delete(b);
 	a->in_flight = rv == 0;
 	a->sent_at = now_ms();
-	a->next_sync = a->sent_at + a->cfg.heartbeat_ms;
+	/* Not sent (the connection is not up yet, right after a start or a
+	 * move to another master): try again soon, backing off to the
+	 * heartbeat, rather than a whole heartbeat later. */
+	if (rv == 0) {
+		a->sync_retry_ms = 0;
+		a->next_sync = a->sent_at + a->cfg.heartbeat_ms;
+	} else {
+		a->sync_retry_ms = a->sync_retry_ms ? a->sync_retry_ms * 2 : SYNC_RETRY_MS;
+		if (a->sync_retry_ms > a->cfg.heartbeat_ms)
+			a->sync_retry_ms = a->cfg.heartbeat_ms;
+		a->next_sync = a->sent_at + a->sync_retry_ms;
+	}
 }
 
 static const char *current_url(const struct agent *a)

@@ -12,6 +12,14 @@
  * CAMPAIGN_MS: when the leader dies its lease ends within the TTL, the key
  * goes with it, and the next campaign wins.
  *
+ * Followers are warm: each loads the state and watches the store from the
+ * revision it loaded at; a change marks its model stale and it loads again
+ * (at most every RELOAD_MIN_MS, and never more often than four times its
+ * last load took, so a big state cannot keep it busy).  It answers the
+ * read-only requests (ls, status, nodes, endpoints, history) from that
+ * model, which trails the leader by that much; on winning, a model with no
+ * change pending is taken as it is, without reading the store again.
+ *
  * A leader stops acting as soon as it cannot prove its lease: before each
  * turn's replies and orders go out it checks that its last successful
  * keepalive was sent less than the TTL (minus a margin) ago, on the
@@ -40,6 +48,7 @@
 #define LEADER_KEY "leader"
 #define CAMPAIGN_MS 250
 #define MARGIN_MS 300 /* act only while the lease has this much left */
+#define RELOAD_MIN_MS 500
 
 static void forget_leader(struct master *m)
 {
@@ -97,6 +106,7 @@ static void step_down(struct master *m, const char *why)
 		 "standing by",
 		 why);
 	m->ha.leading = false;
+	m->ha.loaded = m->ha.stale = false;
 	state_reset(m);
 	store_fence(m->store, NULL, NULL, 0);
 	forget_leader(m);
@@ -122,19 +132,110 @@ static int renew(struct master *m)
 	return rv;
 }
 
+/* Watch events: any change but the leader key's makes the model stale; the
+ * leader key deleted means an election is on. */
+static void on_change(int type, const char *key, const void *val, size_t len, int64_t rev,
+		      void *arg)
+{
+	struct master *m = arg;
+
+	(void)val;
+	(void)len;
+	if (rev > m->ha.watch_from)
+		m->ha.watch_from = rev;
+	if (strcmp(key, LEADER_KEY) == 0) {
+		if (type == STORE_WATCH_DEL)
+			m->ha.next_campaign = 0;
+		return;
+	}
+	m->ha.stale = true;
+}
+
+/* Take what the watch has brought (it never blocks). */
+static void follow(struct master *m)
+{
+	int rv;
+
+	if (!m->ha.watching)
+		return;
+	rv = store_watch_poll(m->store, on_change, m);
+	if (rv == ERR_COMPACTED) {
+		m->ha.stale = true;
+		m->ha.loaded = false; /* load again, and watch from there */
+		m->ha.watching = false;
+	} else if (rv != 0) {
+		/* Broken stream: again from the last revision seen. */
+		m->ha.watching = store_watch_start(m->store, "", m->ha.watch_from + 1) == 0;
+		if (!m->ha.watching)
+			m->ha.loaded = false;
+	}
+}
+
+/* (Re)load the follower's model and watch from where it was read. */
+static void load_warm(struct master *m)
+{
+	uint64_t t0 = now_ms();
+	void *v = NULL;
+	size_t len;
+	int64_t rev = 0;
+	int rv;
+
+	/* The revision before the lists: a change after it is either in
+	 * what they read or delivered by the watch (or both: one more load). */
+	rv = store_get(m->store, "meta/next_job_id", &v, &len);
+	free(v);
+	if ((rv != 0 && rv != ERR_NOENT) || store_revision(m->store, &rev) != 0)
+		return;
+	state_reset(m);
+	m->ha.stale = false;
+	if ((rv = state_load(m)) != 0) {
+		log_warn("standby: cannot load the state: %s", err_str(rv));
+		state_reset(m);
+		m->ha.loaded = false;
+		return;
+	}
+	m->ha.watch_from = rev;
+	if (!m->ha.watching || !m->ha.loaded) {
+		m->ha.watching = store_watch_start(m->store, "", rev + 1) == 0;
+		if (!m->ha.watching) {
+			state_reset(m);
+			return;
+		}
+	}
+	m->ha.loaded = true;
+	m->ha.reload_ms = now_ms() - t0;
+	m->ha.next_reload = now_ms() + (4 * m->ha.reload_ms > RELOAD_MIN_MS ? 4 * m->ha.reload_ms
+									 : RELOAD_MIN_MS);
+}
+
+bool leader_follower_reads(const struct master *m, uint16_t type)
+{
+	return m->ha.loaded && (type == WIRE_LIST || type == WIRE_STATUS || type == WIRE_NODES ||
+				type == WIRE_ENDPOINTS || type == WIRE_HISTORY);
+}
+
 static void become_leader(struct master *m)
 {
 	uint8_t rnd[8];
+	bool warm;
 	int rv;
 
-	state_reset(m);
 	/* A new session boot id: agents that knew this process as an earlier
 	 * leader must start its order numbers again (the model, and so every
 	 * node's order sequence, is new). */
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(m->boot, sizeof(m->boot), rnd, sizeof(rnd));
+	follow(m);
+	warm = m->ha.loaded && !m->ha.stale;
+	if (m->ha.watching)
+		store_watch_stop(m->store);
+	m->ha.watching = m->ha.loaded = m->ha.stale = false;
+	if (!warm)
+		state_reset(m);
+	/* The outbox of a follower holds replies only; orders queued by a
+	 * load go out once we lead. */
 	if ((rv = store_fence(m->store, LEADER_KEY, m->ha.record, strlen(m->ha.record))) != 0 ||
-	    (rv = state_load(m)) != 0) {
+	    (!warm && (rv = state_load(m)) != 0)) {
 		log_error("won the election but cannot load the state: %s; resigning",
 			  err_str(rv));
 		state_reset(m);
@@ -143,13 +244,17 @@ static void become_leader(struct master *m)
 		m->ha.lease = 0;
 		return;
 	}
-	for (size_t i = 0; i < m->nnodes; i++)
+	for (size_t i = 0; i < m->nnodes; i++) {
+		/* Silent from now on, and no session with their agents yet. */
 		m->nodes[i]->last_seen = now_ms();
+		m->nodes[i]->boot[0] = '\0';
+		m->nodes[i]->poll_held = false;
+	}
 	m->ha.leading = true;
 	m->sched_dirty = true;
 	forget_leader(m);
-	log_info("leader now (session %s): %zu nodes, %zu jobs loaded", m->boot, m->nnodes,
-		 m->njobs);
+	log_info("leader now (session %s): %zu nodes, %zu jobs (%s)", m->boot, m->nnodes, m->njobs,
+		 warm ? "the standby's model, current" : "loaded");
 }
 
 bool leader_valid(struct master *m)
@@ -183,6 +288,9 @@ void leader_tick(struct master *m)
 		}
 		return;
 	}
+	follow(m);
+	if (!m->ha.loaded || (m->ha.stale && now >= m->ha.next_reload))
+		load_warm(m);
 	if (now < m->ha.next_campaign)
 		return;
 	m->ha.next_campaign = now + CAMPAIGN_MS;

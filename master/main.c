@@ -82,7 +82,7 @@ static void drain(struct master *m, nng_socket s, bool agents)
 								   "(mlmaster init makes one)"));
 			continue;
 		}
-		if (!m->ha.leading)
+		if (!m->ha.leading && (agents || !leader_follower_reads(m, h.type)))
 			leader_refuse(m, s, &peer, agents);
 		else if (agents)
 			agents_handle(m, &peer, &h, body);

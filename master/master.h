@@ -209,6 +209,12 @@ struct master {
 		char *record;      /* our value for the leader key */
 		char *ctl_url, *agent_url; /* the leader's, when known */
 		char seen[64];     /* the leader id last logged */
+		/* Follower: a model loaded from the store, kept current by
+		 * a watch (reloaded when it reports changes). */
+		bool loaded, stale, watching;
+		int64_t watch_from;     /* revision the watch started after */
+		uint64_t next_reload;   /* monotonic ms */
+		uint64_t reload_ms;     /* how long the last load took */
 	} ha;
 };
 
@@ -287,6 +293,8 @@ void leader_tick(struct master *m);
 /* Leading, with a lease provably alive?  Steps down (forgetting the model
  * and this turn's messages) when not. */
 bool leader_valid(struct master *m);
+/* A follower with a warm model answers this request type itself? */
+bool leader_follower_reads(const struct master *m, uint16_t type);
 /* A follower's answer: ERR_NOTLEADER with the leader's URLs. */
 void leader_refuse(struct master *m, nng_socket sock, const struct net_peer *peer, bool agents);
 /* Give the lease back (clean shutdown). */

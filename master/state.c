@@ -1026,8 +1026,13 @@ int state_load(struct master *m)
 			}
 		}
 	}
-	log_info("loaded %zu nodes and %zu jobs; next job id %" PRIu64, m->nnodes, m->njobs,
-		 m->next_job_id);
+	/* A standby master loads again and again: not worth a line each. */
+	if (!m->ha.on || m->ha.leading)
+		log_info("loaded %zu nodes and %zu jobs; next job id %" PRIu64, m->nnodes,
+			 m->njobs, m->next_job_id);
+	else
+		log_debug(LOG_SUB_STORE, "standby: loaded %zu nodes and %zu jobs", m->nnodes,
+			  m->njobs);
 	return 0;
 }
 

@@ -116,10 +116,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 log "$(wc -l <"$T/acked") jobs acknowledged in $ROUNDS rounds"
 check "the agents moved to each new leader" grep -q "is not the leader\|does not answer" "$T/agent-a1.log"
+check "a new leader took the standby's model as it was" grep -q "the standby's model, current" "$T"/m?.log
 
 # A frozen leader: SIGSTOP past its lease, another takes over, SIGCONT.
 old=$(leader)
 kill -STOP "${EXTRA_PID[m$old]}"
+f=$((old % 3 + 1))
+out=$("$MLCTL_BIN" --master "tcp://127.0.0.1:${CP[f]}" --key "$T/master/admin.key" --timeout 1s -o json ls --all)
+check "a standby answers reads itself (its model is warm)" [ "$(jq 'length' <<<"$out")" -ge "$(wc -l <"$T/acked")" ]
+out=$("$MLCTL_BIN" --master "tcp://127.0.0.1:${CP[f]}" --key "$T/master/admin.key" --timeout 1s cancel warmup 2>&1)
+check "a standby sends writes to the leader" grep -q "no answer from the master at tcp://127.0.0.1:${CP[old]}" <<<"$out"
 new_leader() { local l; l=$(leader) && [ "$l" != "$old" ]; }
 check "another master leads while m$old is frozen" wait_for 10 new_leader
 hactl run --wait --name during-freeze "$MLS_ROOTFS" -- true >/dev/null || fail "a job during the freeze"
