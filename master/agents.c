@@ -468,38 +468,38 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 		}
 	}
 	/* Running tasks the agent no longer lists are gone (its exit event
-	 * would have come first, in the same message). */
-	/* Backwards: job_update may end j and so shrink m->live. */
-	for (size_t i = m->nlive; i-- > 0;) {
-		struct job *j = m->live[i];
-		if (j->state == JOB_PENDING)
+	 * would have come first, in the same message).  The node's own list
+	 * (a copy: job_update may change it), so a heartbeat costs what the
+	 * node runs. */
+	uint32_t nt;
+	struct node_task *ts = node_tasks_copy(n, &nt);
+	for (uint32_t i = 0; i < nt; i++) {
+		struct job *j = ts[i].j;
+		struct task *t = &j->tasks[ts[i].idx];
+		bool listed = false;
+		if (t->state != TASK_RUNNING || strcmp(t->node, n->name) != 0)
 			continue;
-		for (uint32_t k = 0; k < j->ntasks; k++) {
-			struct task *t = &j->tasks[k];
-			bool listed = false;
-			if (t->state != TASK_RUNNING || strcmp(t->node, n->name) != 0)
-				continue;
-			cJSON_ArrayForEach(e, tasks)
-			{
-				uint64_t jid = 0, idx = 0, att = t->attempt;
-				wire_get_u64(e, "job", UINT64_MAX >> 11, &jid);
-				wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx);
-				wire_get_u64(e, "attempt", UINT32_MAX, &att);
-				if (jid == j->id && idx == k && att == t->attempt) {
-					listed = true;
-					break;
-				}
+		cJSON_ArrayForEach(e, tasks)
+		{
+			uint64_t jid = 0, idx = 0, att = t->attempt;
+			wire_get_u64(e, "job", UINT64_MAX >> 11, &jid);
+			wire_get_u64(e, "task", SPEC_MAX_TASKS, &idx);
+			wire_get_u64(e, "attempt", UINT32_MAX, &att);
+			if (jid == j->id && idx == t->idx && att == t->attempt) {
+				listed = true;
+				break;
 			}
-			if (listed)
-				continue;
-			snprintf(t->reason, sizeof(t->reason),
-				 "the agent on %s no longer runs it (agent restarted?)", n->name);
-			task_finish(m, j, t, TASK_LOST);
-			log_warn("job=%" PRIu64 " task=%u node=%s lost: %s", j->id, k, n->name,
-				 t->reason);
-			job_update(m, j);
 		}
+		if (listed)
+			continue;
+		snprintf(t->reason, sizeof(t->reason),
+			 "the agent on %s no longer runs it (agent restarted?)", n->name);
+		task_finish(m, j, t, TASK_LOST);
+		log_warn("job=%" PRIu64 " task=%u node=%s lost: %s", j->id, t->idx, n->name,
+			 t->reason);
+		job_update(m, j);
 	}
+	free(ts);
 }
 
 /*
@@ -663,19 +663,31 @@ void agents_closed(struct master *m, uint32_t pipe)
  */
 static void lose_tasks(struct master *m, struct node *n)
 {
-	/* job_update may end a job and so shrink m->live: walk it from the
-	 * end. */
-	for (size_t k = m->nlive; k-- > 0;) {
-		struct job *j = m->live[k];
-		bool hit = false, moved = false;
+	uint32_t nt, njobs = 0;
+	struct node_task *ts = node_tasks_copy(n, &nt);
+	struct job **jobs = xcalloc(nt + 1, sizeof(*jobs));
+
+	/* The jobs with live tasks on n, each once. */
+	for (uint32_t i = 0; i < nt; i++) {
+		uint32_t k;
+		for (k = 0; k < njobs && jobs[k] != ts[i].j; k++)
+			;
+		if (k == njobs)
+			jobs[njobs++] = ts[i].j;
+	}
+	for (uint32_t k = 0; k < njobs; k++) {
+		struct job *j = jobs[k];
+		bool moved = false;
 		bool may = !j->cancel && j->reschedules < j->spec->reschedule_max;
-		for (uint32_t x = 0; x < j->ntasks; x++) {
-			struct task *t = &j->tasks[x];
+		for (uint32_t i = 0; i < nt; i++) {
+			struct task *t;
+			if (ts[i].j != j)
+				continue;
+			t = &j->tasks[ts[i].idx];
 			if (task_terminal(t->state) || t->state == TASK_NONE ||
 			    strcmp(t->node, n->name) != 0)
 				continue;
 			snprintf(t->reason, sizeof(t->reason), "node %s lost", n->name);
-			hit = true;
 			if (t->stop_sent) {
 				task_finish(m, j, t, TASK_KILLED);
 				continue;
@@ -703,9 +715,11 @@ static void lose_tasks(struct master *m, struct node *n)
 				}
 			}
 		}
-		if (hit)
-			job_update(m, j);
+		/* job_update may end j: nothing of it is used after. */
+		job_update(m, j);
 	}
+	free(jobs);
+	free(ts);
 }
 
 void agents_tick(struct master *m)

@@ -75,6 +75,7 @@ struct task {
 	char health_why[REASON_MAX]; /* the probe's last failure */
 	uint64_t health_at;          /* wall ms of the last health change */
 	uint64_t stored_hash;        /* of the record last written, 0 = unknown */
+	uint32_t node_pos;           /* its slot in its node's task list while live */
 	/* Not stored: the latest utilization the agent reported. */
 	double cpu_pct;
 	uint64_t mem_used, cpu_ns_prev, cpu_ns_at;
@@ -102,6 +103,13 @@ struct job {
 	size_t live_pos; /* position in m->live while not finished */
 	uint32_t ntasks;
 	struct task *tasks;
+};
+
+/* A live task of some job, as a node lists it (task arrays move when a
+ * serve job grows, so not a pointer to the task). */
+struct node_task {
+	struct job *j;
+	uint32_t idx;
 };
 
 struct node {
@@ -133,6 +141,10 @@ struct node {
 	double cpu_pct;
 	uint64_t mem_used;
 	cJSON *gpu_util;        /* array, owned, may be NULL */
+	/* Its live tasks (assigned, starting, running), so that a heartbeat
+	 * or a node loss costs what the node runs, not the cluster. */
+	struct node_task *tasks;
+	uint32_t ntasks, cap_tasks;
 };
 
 /* A log request relayed to an agent; the mlctl request waits on it. */
@@ -194,6 +206,12 @@ struct master {
 	size_t ndirty, cap_dirty;
 	struct node **nodes;
 	size_t nnodes, cap_nodes;
+	/* Name -> node (open addressing, power-of-two size, never shrinks:
+	 * nodes are not removed), and scheduler node id -> node. */
+	struct node **node_index;
+	size_t index_cap;
+	struct node **node_by_id;
+	size_t by_id_cap;
 	bool sched_dirty;     /* something changed that may let a job place */
 	struct logreq *logreqs;
 	uint64_t next_logreq;
@@ -229,6 +247,15 @@ void job_dirty(struct master *m, struct job *j);
 struct job *job_by_id(struct master *m, uint64_t id);
 struct node *node_find(struct master *m, const char *name);
 struct node *node_add(struct master *m, const char *name);
+/* The node the scheduler core knows as id, or NULL. */
+struct node *node_by_sched_id(struct master *m, uint32_t id);
+/* Record that n's core node is sn (sched_sync_node). */
+void node_set_sched(struct master *m, struct node *n, struct sched_node *sn);
+/* t (of j) became live on its node t->node / stopped being live there. */
+void node_task_add(struct master *m, struct job *j, struct task *t);
+void node_task_del(struct master *m, struct job *j, struct task *t);
+/* A copy of n's live tasks (caller frees), for walks that may change it. */
+struct node_task *node_tasks_copy(const struct node *n, uint32_t *count);
 /* Create a job from a validated spec (takes ownership of spec). */
 struct job *job_create(struct master *m, struct spec *spec);
 /* Recompute the job's state from its tasks; queue stop orders when the job

@@ -10,8 +10,8 @@
  * the master knows; the agent checks at start that no other process on its
  * node holds it.
  *
- * Cost: a take walks the live tasks once to mark the ports in use on that
- * node in a bitmap of the range (at most 64 Ki bits), then looks for the
+ * Cost: a take walks the node's live tasks once to mark the ports in use in
+ * a bitmap of the range (at most 64 Ki bits), then looks for the
  * first clear bit from a cursor that moves round the range, so a port just
  * freed is not handed out again at once.
  */
@@ -43,14 +43,11 @@ uint32_t ports_take(struct master *m, struct node *n)
 	ports_range(n, &lo, &hi);
 	span = hi - lo + 1;
 	used = xcalloc(span / 8 + 1, 1);
-	for (size_t i = 0; i < m->nlive; i++) {
-		const struct job *j = m->live[i];
-		for (uint32_t k = 0; k < j->ntasks; k++) {
-			const struct task *t = &j->tasks[k];
-			if (holds_port(t) && t->port >= lo && t->port <= hi &&
-			    strcmp(t->node, n->name) == 0)
-				used[(t->port - lo) / 8] |= (uint8_t)(1u << ((t->port - lo) % 8));
-		}
+	(void)m;
+	for (uint32_t i = 0; i < n->ntasks; i++) {
+		const struct task *t = &n->tasks[i].j->tasks[n->tasks[i].idx];
+		if (holds_port(t) && t->port >= lo && t->port <= hi)
+			used[(t->port - lo) / 8] |= (uint8_t)(1u << ((t->port - lo) % 8));
 	}
 	for (uint32_t i = 0; i < span; i++) {
 		uint32_t off = (n->port_next + i) % span;

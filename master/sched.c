@@ -83,31 +83,36 @@ void sched_sync_node(struct master *m, struct node *n)
 			return;
 		}
 		sched_node_remove(m->core, n->sn);
+		node_set_sched(m, n, NULL);
 	}
 	for (uint32_t i = 0; i < cap.ngpus; i++)
 		cap.gpus[i].used_milli = 0;
 	cap.mem_used = 0;
 	cap.cpu_used = 0;
-	n->sn = sched_node_add(m->core, n->name, &cap, labels, nl);
+	node_set_sched(m, n, sched_node_add(m->core, n->name, &cap, labels, nl));
 	sched_node_state(m, n);
-	for (size_t i = m->nlive; i-- > 0;) {
-		struct job *j = m->live[i];
-		for (uint32_t k = 0; k < j->ntasks; k++) {
-			struct task *t = &j->tasks[k];
-			struct sched_slot sl;
-			if (!live(t->state) || strcmp(t->node, n->name) != 0)
-				continue;
-			slot_of(n, t, &sl);
-			if (sched_take(m->core, &j->spec->res, &sl, 1) != 0) {
-				snprintf(t->reason, sizeof(t->reason),
-					 "node %s no longer has room for it", n->name);
-				t->state = TASK_LOST;
-				t->finished = wall_ms();
-				job_dirty(m, j);
-				job_update(m, j);
-			}
+	/* Its live tasks take their share again (a copy: a task that no
+	 * longer fits leaves the list). */
+	uint32_t nt;
+	struct node_task *ts = node_tasks_copy(n, &nt);
+	for (uint32_t i = 0; i < nt; i++) {
+		struct job *j = ts[i].j;
+		struct task *t = &j->tasks[ts[i].idx];
+		struct sched_slot sl;
+		if (!live(t->state) || strcmp(t->node, n->name) != 0)
+			continue;
+		slot_of(n, t, &sl);
+		if (sched_take(m->core, &j->spec->res, &sl, 1) != 0) {
+			snprintf(t->reason, sizeof(t->reason), "node %s no longer has room for it",
+				 n->name);
+			node_task_del(m, j, t);
+			t->state = TASK_LOST;
+			t->finished = wall_ms();
+			job_dirty(m, j);
+			job_update(m, j);
 		}
 	}
+	free(ts);
 }
 
 void sched_task_release(struct master *m, struct job *j, struct task *t)
@@ -260,13 +265,6 @@ static void collect(struct pass *p, size_t *np, size_t *nr)
 	}
 }
 
-static struct node *node_by_sn(struct master *m, uint32_t id)
-{
-	for (size_t i = 0; i < m->nnodes; i++)
-		if (m->nodes[i]->sn && m->nodes[i]->sn->id == id)
-			return m->nodes[i];
-	return NULL;
-}
 
 static void on_placed(struct master *m, struct want *w, const struct sched_slot *slots)
 {
@@ -274,7 +272,7 @@ static void on_placed(struct master *m, struct want *w, const struct sched_slot 
 
 	for (uint32_t i = 0; i < w->sj.req.ntasks; i++) {
 		struct task *t = &j->tasks[w->tasks[i]];
-		struct node *n = node_by_sn(m, slots[i].node);
+		struct node *n = node_by_sched_id(m, slots[i].node);
 		if (!n) {
 			log_error("job=%" PRIu64 " placed on unknown node id %u", j->id, slots[i].node);
 			continue;
@@ -283,6 +281,7 @@ static void on_placed(struct master *m, struct want *w, const struct sched_slot 
 		t->ngpus = slots[i].ngpus;
 		memcpy(t->gpu_pos, slots[i].gpu_pos, slots[i].ngpus * sizeof(*t->gpu_pos));
 		t->state = TASK_ASSIGNED;
+		node_task_add(m, j, t);
 		t->reason[0] = '\0';
 		t->exit_code = t->signal = 0;
 		t->stop_sent = t->requeue = false;

@@ -89,11 +89,36 @@ struct job *job_find(struct master *m, const char *ref)
 	return done;
 }
 
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static void index_put(struct node **tab, size_t cap, struct node *n)
+{
+	size_t i = name_hash(n->name) & (cap - 1);
+
+	while (tab[i])
+		i = (i + 1) & (cap - 1);
+	tab[i] = n;
+}
+
 struct node *node_find(struct master *m, const char *name)
 {
-	for (size_t i = 0; i < m->nnodes; i++)
-		if (strcmp(m->nodes[i]->name, name) == 0)
-			return m->nodes[i];
+	size_t i;
+
+	if (!m->index_cap)
+		return NULL;
+	for (i = name_hash(name) & (m->index_cap - 1); m->node_index[i];
+	     i = (i + 1) & (m->index_cap - 1))
+		if (strcmp(m->node_index[i]->name, name) == 0)
+			return m->node_index[i];
 	return NULL;
 }
 
@@ -111,7 +136,78 @@ struct node *node_add(struct master *m, const char *name)
 		m->nodes = xrealloc(m->nodes, m->cap_nodes * sizeof(*m->nodes));
 	}
 	m->nodes[m->nnodes++] = n;
+	/* Keep the index at most half full. */
+	if (m->nnodes * 2 > m->index_cap) {
+		size_t cap = m->index_cap ? m->index_cap * 2 : 64;
+		struct node **tab = xcalloc(cap, sizeof(*tab));
+		for (size_t i = 0; i < m->nnodes; i++)
+			index_put(tab, cap, m->nodes[i]);
+		free(m->node_index);
+		m->node_index = tab;
+		m->index_cap = cap;
+	} else {
+		index_put(m->node_index, m->index_cap, n);
+	}
 	return n;
+}
+
+struct node *node_by_sched_id(struct master *m, uint32_t id)
+{
+	return id < m->by_id_cap ? m->node_by_id[id] : NULL;
+}
+
+void node_set_sched(struct master *m, struct node *n, struct sched_node *sn)
+{
+	if (n->sn && n->sn->id < m->by_id_cap && m->node_by_id[n->sn->id] == n)
+		m->node_by_id[n->sn->id] = NULL;
+	n->sn = sn;
+	if (!sn)
+		return;
+	if (sn->id >= m->by_id_cap) {
+		size_t cap = m->by_id_cap ? m->by_id_cap : 64;
+		while (cap <= sn->id)
+			cap *= 2;
+		m->node_by_id = xrealloc(m->node_by_id, cap * sizeof(*m->node_by_id));
+		memset(m->node_by_id + m->by_id_cap, 0, (cap - m->by_id_cap) * sizeof(*m->node_by_id));
+		m->by_id_cap = cap;
+	}
+	m->node_by_id[sn->id] = n;
+}
+
+void node_task_add(struct master *m, struct job *j, struct task *t)
+{
+	struct node *n = node_find(m, t->node);
+
+	if (!n)
+		return;
+	if (n->ntasks == n->cap_tasks) {
+		n->cap_tasks = n->cap_tasks ? n->cap_tasks * 2 : 8;
+		n->tasks = xrealloc(n->tasks, n->cap_tasks * sizeof(*n->tasks));
+	}
+	t->node_pos = n->ntasks;
+	n->tasks[n->ntasks++] = (struct node_task){j, t->idx};
+}
+
+void node_task_del(struct master *m, struct job *j, struct task *t)
+{
+	struct node *n = node_find(m, t->node);
+	struct node_task *last;
+
+	if (!n || t->node_pos >= n->ntasks || n->tasks[t->node_pos].j != j ||
+	    n->tasks[t->node_pos].idx != t->idx)
+		return; /* not listed (never placed by this process) */
+	last = &n->tasks[--n->ntasks];
+	n->tasks[t->node_pos] = *last;
+	last->j->tasks[last->idx].node_pos = t->node_pos;
+}
+
+struct node_task *node_tasks_copy(const struct node *n, uint32_t *count)
+{
+	struct node_task *c = xcalloc(n->ntasks + 1, sizeof(*c));
+
+	memcpy(c, n->tasks, n->ntasks * sizeof(*c));
+	*count = n->ntasks;
+	return c;
 }
 
 void job_dirty(struct master *m, struct job *j)
@@ -176,8 +272,10 @@ struct job *job_create(struct master *m, struct spec *spec)
 
 void task_finish(struct master *m, struct job *j, struct task *t, enum task_state st)
 {
-	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING)
+	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) {
 		sched_task_release(m, j, t);
+		node_task_del(m, j, t);
+	}
 	t->state = st;
 	t->finished = wall_ms();
 	job_dirty(m, j);
@@ -826,6 +924,9 @@ static int load_task(struct master *m, struct job *j, const cJSON *o)
 		t->state = TASK_LOST;
 		snprintf(t->reason, sizeof(t->reason), "node %s is not known", t->node);
 		j->dirty = true; /* listed by load_job once the job is whole */
+	} else if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING ||
+		   t->state == TASK_RUNNING) {
+		node_task_add(m, j, t);
 	}
 	return 0;
 }
@@ -1059,8 +1160,13 @@ void state_reset(struct master *m)
 		cJSON_Delete(n->labels);
 		cJSON_Delete(n->orders);
 		cJSON_Delete(n->gpu_util);
+		free(n->tasks);
 		free(n);
 	}
+	free(m->node_index);
+	free(m->node_by_id);
+	m->node_index = m->node_by_id = NULL;
+	m->index_cap = m->by_id_cap = 0;
 	free(m->jobs);
 	free(m->live);
 	free(m->dirty);
