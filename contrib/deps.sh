@@ -2,7 +2,7 @@
 # Source it, then call: install_deps build|test.  Needs root for apt-get.
 
 MLS_BUILD_PKGS="build-essential autoconf automake libtool pkg-config libnng-dev libsodium-dev
- libsqlite3-dev libcurl4-openssl-dev libyaml-dev libcjson-dev runc busybox-static"
+ libsqlite3-dev libcurl4-openssl-dev libyaml-dev libcjson-dev libmicrohttpd-dev runc busybox-static"
 MLS_TEST_PKGS="libcmocka-dev valgrind jq sqlite3 etcd-server"
 
 install_deps() {

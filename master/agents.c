@@ -700,6 +700,7 @@ static void lose_tasks(struct master *m, struct node *n)
 		}
 		if (moved) {
 			j->reschedules++;
+			m->stats.reschedules++;
 			snprintf(j->last_reschedule, sizeof(j->last_reschedule), "node %s lost",
 				 n->name);
 			log_info("job=%" PRIu64 " name=%s reschedule %u of %u: node %s lost", j->id,
@@ -734,6 +735,7 @@ void agents_tick(struct master *m)
 		if (n->state == NODE_READY && (silent || closed)) {
 			n->state = NODE_LOST;
 			n->dirty = true;
+			m->stats.node_losses++;
 			n->poll_held = false;
 			n->closed_at = 0;
 			sched_node_state(m, n);

@@ -161,6 +161,7 @@ static void do_submit(struct master *m, const struct net_peer *peer, cJSON *body
 	}
 	j = job_create(m, spec);
 	strlcpy_ok(j->request_id, rid, sizeof(j->request_id));
+	m->stats.submitted++;
 	log_info("job=%" PRIu64 " name=%s kind=%s tasks=%u submitted", j->id, spec->name,
 		 spec_kind_str(spec->kind), j->ntasks);
 	r = cJSON_CreateObject();

@@ -97,12 +97,15 @@ static void turn(struct master *m)
 	int rv;
 
 	leader_tick(m);
+	telemetry_serve(m);
 	drain(m, m->ctl, false);
 	drain(m, m->agents, true);
 	if (m->ha.leading) {
 		if (m->sched_dirty) {
+			uint64_t t0 = now_ns();
 			m->sched_dirty = false;
 			sched_run(m);
+			metrics_observe(&m->stats.sched_pass, (double)(now_ns() - t0) / 1e9);
 		}
 		agents_tick(m);
 		serve_tick(m);
@@ -175,6 +178,9 @@ int main(int argc, char **argv)
 		 "HA: the URL other masters send agents to when this one leads (default "
 		 "--agent-listen)",
 		 &m.cfg.advertise_agents},
+		{"metrics-listen", OPT_STR, NULL,
+		 "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)",
+		 &m.cfg.metrics_listen},
 		{"endpoints-dir", OPT_STR, NULL,
 		 "write DIR/JOB.json, the healthy endpoints of each serve job, on every change",
 		 &m.cfg.endpoints_dir},
@@ -299,6 +305,8 @@ int main(int argc, char **argv)
 	if (net_recv_fd(m.ctl, &ctl_fd) != 0 || net_recv_fd(m.agents, &ag_fd) != 0 ||
 	    net_watch_closed(m.agents, &closed_fd) != 0)
 		fatal("cannot get socket descriptors");
+	if (telemetry_start(&m, err, sizeof(err)) != 0)
+		fatal("--metrics-listen: %s", err);
 	log_info("mlmaster %s listening on %s (clients) and %s (agents), store %s",
 		 MLSCHED_VERSION, m.cfg.listen, m.cfg.agent_listen, m.cfg.store_uri);
 	/* Nodes loaded from the store count as silent from now on. */
@@ -331,6 +339,7 @@ int main(int argc, char **argv)
 		turn(&m);
 	}
 	leader_resign(&m);
+	telemetry_stop(&m);
 	nng_close(m.ctl);
 	nng_close(m.agents);
 	store_close(m.store);

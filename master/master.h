@@ -25,6 +25,7 @@
 #include "sched/sched.h"
 #include "store/store.h"
 #include "serve.h"
+#include "metrics.h"
 
 #define NODE_NAME_MAX 63
 #define REASON_MAX 256
@@ -87,6 +88,7 @@ struct job {
 	enum job_state state;
 	char reason[REASON_MAX];
 	uint64_t submitted, finished; /* wall ms */
+	uint64_t first_running; /* wall ms it first ran whole (not stored) */
 	bool cancel;     /* cancel requested: stop tasks, end as cancelled */
 	uint32_t preemptions;  /* times it was preempted or evicted and requeued */
 	char last_requeue[REASON_MAX]; /* why, the last time */
@@ -175,6 +177,7 @@ struct master_cfg {
 	const char *sched_policy; /* default policy name, NULL = per kind */
 	const char *plugin_dir;   /* extra placement policies (*.so) */
 	const char *endpoints_dir; /* DIR/JOB.json per serve job, NULL = none */
+	const char *metrics_listen; /* HOST:PORT for Prometheus, NULL = off */
 	uint64_t lease_ttl_ms;     /* HA: the leader lease */
 	const char *advertise_client, *advertise_agents; /* HA: URLs others are told */
 	bool insecure;
@@ -217,6 +220,13 @@ struct master {
 	uint64_t next_logreq;
 	struct outmsg *out_head, **out_tail;
 	uint64_t seq;
+	/* Counters and histograms for --metrics-listen (telemetry.c). */
+	struct {
+		uint64_t submitted, placements, preemptions, node_losses, restarts, reschedules,
+			promotions, health_failures;
+		struct metrics_histo sched_pass, submit_to_running, store_commit;
+		struct metrics_server *server;
+	} stats;
 	/* HA (leader.c); with sqlite, on = false and leading = true. */
 	struct {
 		bool on;           /* the store elects a leader */
@@ -326,6 +336,15 @@ bool leader_follower_reads(const struct master *m, uint16_t type);
 void leader_refuse(struct master *m, nng_socket sock, const struct net_peer *peer, bool agents);
 /* Give the lease back (clean shutdown). */
 void leader_resign(struct master *m);
+
+/* telemetry.c: the master's Prometheus metrics. */
+/* Start serving --metrics-listen (when set); 0 or an error with why. */
+int telemetry_start(struct master *m, char *why, size_t whylen);
+/* Answer scrapes waiting (every turn). */
+void telemetry_serve(struct master *m);
+void telemetry_stop(struct master *m);
+/* A GPU's utilization as node n's agent last reported it, -1 if unknown. */
+int telemetry_gpu_util(const struct node *n, uint32_t index);
 
 /* keys.c */
 /* Create what is missing of the master's key files in dir (see keys.c);

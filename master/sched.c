@@ -282,6 +282,7 @@ static void on_placed(struct master *m, struct want *w, const struct sched_slot 
 		memcpy(t->gpu_pos, slots[i].gpu_pos, slots[i].ngpus * sizeof(*t->gpu_pos));
 		t->state = TASK_ASSIGNED;
 		node_task_add(m, j, t);
+		m->stats.placements++;
 		t->reason[0] = '\0';
 		t->exit_code = t->signal = 0;
 		t->stop_sent = t->requeue = false;
@@ -327,6 +328,7 @@ static void on_preempt(struct master *m, struct want *victim, struct want *for_w
 		 v->spec->name, f->id, f->spec->priority, v->spec->priority);
 	snprintf(v->reason, sizeof(v->reason), "%.200s; requeued", reason);
 	v->preempted_by = f->id;
+	m->stats.preemptions++;
 	job_dirty(m, v);
 	f->victims++;
 	snprintf(f->reason, sizeof(f->reason), "waiting for %u preempted job%s to stop",

@@ -400,9 +400,11 @@ void serve_health(struct master *m, struct job *j, struct task *t, bool healthy,
 	/* Out of the endpoints now (it is no longer ready); replaced under
 	 * the restart policy. */
 	sv->health_failures++;
+	m->stats.health_failures++;
 	snprintf(t->reason, sizeof(t->reason), "failed its health check: %.200s", why);
 	if (s->restart != RESTART_NEVER && j->restarts < s->restart_max) {
 		j->restarts++;
+		m->stats.restarts++;
 		snprintf(j->last_restart, sizeof(j->last_restart), "task %u failed its health check",
 			 t->idx);
 		log_info("job=%" PRIu64 " name=%s restart %u of %u: task %u failed its health check",
@@ -465,6 +467,7 @@ static void promote(struct master *m, struct job *j, struct task *sb, struct tas
 	char instead[48] = "";
 
 	sb->role = ROLE_SERVING;
+	m->stats.promotions++;
 	if (down) {
 		down->role = ROLE_STANDBY;
 		snprintf(instead, sizeof(instead), " in place of task %u", down->idx);

@@ -406,6 +406,7 @@ static void apply_restarts(struct master *m, struct job *j)
 		if (j->restarts >= s->restart_max)
 			continue; /* out of restarts: it counts as it ended */
 		j->restarts++;
+		m->stats.restarts++;
 		if (ok)
 			snprintf(why, sizeof(why), "task %u exited with code 0", t->idx);
 		else
@@ -543,6 +544,14 @@ void job_update(struct master *m, struct job *j)
 		release_preemptor(m, j);
 		sched_unreserve(m->core, j->id);
 		m->sched_dirty = true;
+	}
+	if (j->state == JOB_RUNNING && !j->first_running) {
+		/* Submission to every task running, once per job (a job that
+		 * was running when this master loaded it does not count). */
+		j->first_running = wall_ms();
+		if (old != JOB_RUNNING)
+			metrics_observe(&m->stats.submit_to_running,
+					(double)(j->first_running - j->submitted) / 1000.0);
 	}
 	if (j->state != old) {
 		job_dirty(m, j);
@@ -751,6 +760,7 @@ int state_flush(struct master *m)
 		nodes = m->nodes[i]->dirty;
 	if (!nodes && m->ndirty == 0 && m->next_job_id == m->stored_next_id)
 		return 0;
+	uint64_t t0 = now_ns();
 	if ((rv = store_begin(m->store)) != 0)
 		return rv;
 	for (size_t i = 0; i < m->nnodes; i++) {
@@ -792,6 +802,7 @@ int state_flush(struct master *m)
 	if ((rv = store_commit(m->store)) != 0)
 		return rv;
 	log_debug(LOG_SUB_STORE, "commit: %u records, %zu bytes", fc.records + 1, fc.bytes);
+	metrics_observe(&m->stats.store_commit, (double)(now_ns() - t0) / 1e9);
 	m->stored_next_id = m->next_job_id;
 	return 0;
 fail:
