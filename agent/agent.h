@@ -37,6 +37,7 @@
 #include "runc.h"
 #include "seal.h"
 #include "sysinfo.h"
+#include "metrics.h"
 
 struct atask {
 	uint64_t job;
@@ -65,6 +66,7 @@ struct atask {
 struct agent_cfg {
 	const char *master, *name, *state_dir, *gpus, *labels, *runc_bin, *runc_root, *address;
 	const char *join;
+	const char *metrics_listen; /* HOST:PORT, NULL = off */
 	const char *ports;       /* --ports LO-HI */
 	uint64_t cpus_milli, memory, heartbeat_ms;
 	bool insecure;
@@ -83,6 +85,7 @@ struct agent {
 	struct runc runc;
 	nng_socket sock;
 	int sock_fd;           /* readable when a reply waits (poll set) */
+	int closed_fds[2];     /* readable when the master connection closed */
 	bool sock_open;
 	/* --master, split at commas: HA masters, one of them the leader. */
 	char **masters;
@@ -117,6 +120,16 @@ struct agent {
 	size_t npfds_cap;
 	struct seal_ctx *seal;
 	char last_error[256];  /* the master's last refusal, logged once */
+	/* For --metrics-listen (telemetry.c): what the last heartbeat sampled,
+	 * and counts. */
+	struct {
+		double cpu_pct;
+		uint64_t mem_used;
+		struct gpu_util gpu[GPU_MAX];
+		size_t ngpu;
+		uint64_t started, ended;
+		struct metrics_server *server;
+	} stats;
 	bool joined;           /* the master has accepted our key */
 };
 
@@ -148,6 +161,9 @@ int session_start(struct agent *a, char *why, size_t whylen);
 /* A master that has not answered for long (killed, frozen, cut off): move
  * to the next one in the list.  Called every loop turn. */
 void session_check(struct agent *a);
+/* The master connection closed (closed_fds[0] readable): with several
+ * masters, move to the next at once (a killed master closes at once). */
+void session_closed(struct agent *a);
 void session_close(struct agent *a);
 
 /* ---- task.c: the task table ---- */
@@ -240,5 +256,10 @@ int shim_write_num(const char *path, uint64_t v);
  */
 int shim_meta_write(struct agent *a, const struct atask *t, const char *logp,
 		    const cJSON *health, char *why, size_t whylen);
+
+/* ---- telemetry.c: Prometheus metrics (--metrics-listen) ---- */
+int telemetry_start(struct agent *a, char *why, size_t whylen);
+void telemetry_serve(struct agent *a); /* every loop turn */
+void telemetry_stop(struct agent *a);
 
 #endif

@@ -194,6 +194,9 @@ int main(int argc, char **argv)
 		 "ports LO-HI the master hands to serving tasks and gang workers ($PORT)",
 		 &a.cfg.ports},
 		{"join", OPT_STR, NULL, "join token from `mlmaster token`", &a.cfg.join},
+		{"metrics-listen", OPT_STR, NULL,
+		 "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)",
+		 &a.cfg.metrics_listen},
 		{"insecure", OPT_BOOL, NULL, "unsealed traffic (local development only)",
 		 &a.cfg.insecure},
 		{"stop-tasks-on-exit", OPT_BOOL, NULL,
@@ -330,6 +333,8 @@ int main(int argc, char **argv)
 		fatal("signalfd: %s", strerror(errno));
 	if (session_start(&a, err, sizeof(err)) != 0)
 		fatal("%s", err);
+	if (telemetry_start(&a, err, sizeof(err)) != 0)
+		fatal("--metrics-listen: %s", err);
 	check_ephemeral(a.port_lo, a.port_hi);
 	log_info("mlagent %s node=%s address=%s master=%s: %u millicores, %" PRIu64
 		 " MiB, %zu GPUs, ports %u-%u",
@@ -348,9 +353,12 @@ int main(int argc, char **argv)
 		if (task_probe_next(&a) < due)
 			due = task_probe_next(&a);
 		timeout = due <= now ? 0 : due - now > INT32_MAX ? INT32_MAX : (int)(due - now);
+		/* Scrapes are answered between polls: keep them waiting little. */
+		if (a.stats.server && timeout > 100)
+			timeout = 100;
 		/* The master socket, signals, adopted shims' pidfds (readable
 		 * when the shim exits) and the sockets of checks in flight. */
-		np = 2;
+		np = 3;
 		for (struct atask *t = a.tasks; t; t = t->next)
 			np += t->pidfd >= 0;
 		if (np > a.npfds_cap) {
@@ -359,7 +367,9 @@ int main(int argc, char **argv)
 		}
 		a.pfds[0] = (struct pollfd){.fd = a.sock_fd, .events = POLLIN};
 		a.pfds[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
-		np = 2;
+		/* The master connection closing (-1: not watched; poll skips it). */
+		a.pfds[2] = (struct pollfd){.fd = a.closed_fds[0], .events = POLLIN};
+		np = 3;
 		for (struct atask *t = a.tasks; t; t = t->next)
 			if (t->pidfd >= 0)
 				a.pfds[np++] = (struct pollfd){.fd = t->pidfd, .events = POLLIN};
@@ -382,13 +392,17 @@ int main(int argc, char **argv)
 		/* Before the orders: they may add or remove tasks, and the
 		 * pollfd indexes are this turn's. */
 		task_probe_step(&a, now_ms());
+		if (a.pfds[2].revents & POLLIN)
+			session_closed(&a);
 		session_receive(&a);
 		session_check(&a);
+		telemetry_serve(&a);
 		task_kill_overdue(&a);
 		if (now_ms() >= a.next_sync)
 			session_sync(&a);
 	}
 	session_close(&a);
+	telemetry_stop(&a);
 	if (a.gpu)
 		a.gpu->fini(a.gpu_ctx);
 	cJSON_Delete(a.events);

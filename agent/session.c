@@ -42,6 +42,10 @@ cJSON *session_event(struct agent *a, const char *type, uint64_t job, uint32_t i
 	cJSON_AddNumberToObject(e, "job", (double)job);
 	cJSON_AddNumberToObject(e, "task", idx);
 	cJSON_AddNumberToObject(e, "attempt", attempt);
+	if (strcmp(type, "started") == 0)
+		a->stats.started++;
+	else if (strcmp(type, "exited") == 0 || strcmp(type, "failed") == 0)
+		a->stats.ended++;
 	if (cJSON_GetArraySize(a->events) >= MAX_PENDING_EVENTS) {
 		/* The master has been away for very long: keep the newest. */
 		cJSON_Delete(cJSON_DetachItemFromArray(a->events, 0));
@@ -198,9 +202,14 @@ static cJSON *util_json(struct agent *a)
 	struct gpu_util gu[GPU_MAX];
 	size_t n = GPU_MAX;
 
-	cJSON_AddNumberToObject(u, "cpu_pct", (int)(sysinfo_cpu_pct(&a->cpu) + 0.5));
-	cJSON_AddNumberToObject(u, "mem_used", (double)sysinfo_mem_used());
+	a->stats.cpu_pct = sysinfo_cpu_pct(&a->cpu);
+	a->stats.mem_used = sysinfo_mem_used();
+	cJSON_AddNumberToObject(u, "cpu_pct", (int)(a->stats.cpu_pct + 0.5));
+	cJSON_AddNumberToObject(u, "mem_used", (double)a->stats.mem_used);
+	a->stats.ngpu = 0;
 	if (a->gpu && a->gpu->util(a->gpu_ctx, gu, &n) == 0) {
+		memcpy(a->stats.gpu, gu, n * sizeof(*gu));
+		a->stats.ngpu = n;
 		for (size_t i = 0; i < n; i++) {
 			cJSON *e = cJSON_CreateObject();
 			cJSON_AddNumberToObject(e, "index", gu[i].index);
@@ -283,13 +292,25 @@ static const char *current_url(const struct agent *a)
 	return a->leader_url ? a->leader_url : a->masters[a->cur_master];
 }
 
+static void close_socket(struct agent *a)
+{
+	if (!a->sock_open)
+		return;
+	nng_close(a->sock);
+	/* No pipe callback runs after nng_close: the pipe may go now. */
+	if (a->closed_fds[0] >= 0) {
+		close(a->closed_fds[0]);
+		close(a->closed_fds[1]);
+	}
+	a->closed_fds[0] = a->closed_fds[1] = -1;
+	a->sock_open = false;
+}
+
 static int connect_to(struct agent *a, const char *url, char *why, size_t whylen)
 {
 	int rv;
 
-	if (a->sock_open)
-		nng_close(a->sock);
-	a->sock_open = false;
+	close_socket(a);
 	a->in_flight = false;
 	if ((rv = net_dial_req(url, 1000, &a->sock, why, whylen)) != 0)
 		return rv;
@@ -300,6 +321,8 @@ static int connect_to(struct agent *a, const char *url, char *why, size_t whylen
 		snprintf(why, whylen, "cannot get the socket descriptor of %s", url);
 		return ERR_SYS;
 	}
+	if (a->nmasters > 1 && net_watch_closed_pair(a->sock, a->closed_fds) != 0)
+		a->closed_fds[0] = a->closed_fds[1] = -1;
 	a->sock_open = true;
 	a->last_reply = now_ms();
 	a->next_sync = 0;
@@ -310,6 +333,7 @@ int session_start(struct agent *a, char *why, size_t whylen)
 {
 	char *list = xstrdup(a->cfg.master), *save = NULL, *tok;
 
+	a->closed_fds[0] = a->closed_fds[1] = -1;
 	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (!*tok)
 			continue;
@@ -324,22 +348,41 @@ int session_start(struct agent *a, char *why, size_t whylen)
 	return connect_to(a, current_url(a), why, whylen);
 }
 
-/* Move to url (a leader a follower named) or, url NULL, to the next master
- * in the list. */
+/* Move to url (a leader a follower named) or, url NULL, to the master after
+ * the one we talk to in the list.  A named URL that is in the list becomes
+ * the current one, so that "the next" after it is right. */
 static void switch_master(struct agent *a, const char *url, const char *why)
 {
 	char err[256];
-	const char *from = current_url(a);
-	char *next = url ? xstrdup(url) : NULL;
+	char *from = xstrdup(current_url(a));
 
-	log_info("master %s %s: moving to %s", from, why,
-		 next ? next : a->masters[(a->cur_master + 1) % a->nmasters]);
 	free(a->leader_url);
-	a->leader_url = next;
-	if (!next)
+	a->leader_url = NULL;
+	if (url) {
+		size_t i;
+		for (i = 0; i < a->nmasters && strcmp(a->masters[i], url) != 0; i++)
+			;
+		if (i < a->nmasters)
+			a->cur_master = i;
+		else
+			a->leader_url = xstrdup(url);
+	} else {
 		a->cur_master = (a->cur_master + 1) % a->nmasters;
+	}
+	log_info("master %s %s: moving to %s", from, why, current_url(a));
+	free(from);
 	if (connect_to(a, current_url(a), err, sizeof(err)) != 0)
 		log_warn("cannot dial %s: %s", current_url(a), err);
+}
+
+void session_closed(struct agent *a)
+{
+	uint32_t ids[16];
+
+	while (a->closed_fds[0] >= 0 && read(a->closed_fds[0], ids, sizeof(ids)) > 0)
+		;
+	if (a->nmasters > 1)
+		switch_master(a, NULL, "closed the connection");
 }
 
 /* A follower's refusal: true when it was one (and the session moved). */
@@ -370,9 +413,7 @@ void session_check(struct agent *a)
 
 void session_close(struct agent *a)
 {
-	if (a->sock_open)
-		nng_close(a->sock);
-	a->sock_open = false;
+	close_socket(a);
 	for (size_t i = 0; i < a->nmasters; i++)
 		free(a->masters[i]);
 	free(a->masters);

@@ -72,17 +72,24 @@ static void pipe_closed(nng_pipe p, nng_pipe_ev ev, void *arg)
 		return;
 }
 
-int net_watch_closed(nng_socket s, int *fd)
+int net_watch_closed_pair(nng_socket s, int fds[2])
 {
-	int p[2];
-
-	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
+	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0)
 		return ERR_SYS;
-	if (nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, pipe_closed, (void *)(intptr_t)p[1]) != 0) {
-		close(p[0]);
-		close(p[1]);
+	if (nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, pipe_closed, (void *)(intptr_t)fds[1]) != 0) {
+		close(fds[0]);
+		close(fds[1]);
 		return ERR_SYS;
 	}
+	return 0;
+}
+
+int net_watch_closed(nng_socket s, int *fd)
+{
+	int p[2], rv;
+
+	if ((rv = net_watch_closed_pair(s, p)) != 0)
+		return rv;
 	*fd = p[0];
 	return 0;
 }

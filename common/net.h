@@ -52,6 +52,9 @@ int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen);
  * does nothing else.  0 or ERR_SYS.
  */
 int net_watch_closed(nng_socket s, int *fd);
+/* The same, for a socket that will be closed: fds[0] to read, fds[1] the
+ * write end; close both only after nng_close(s) (no callback runs then). */
+int net_watch_closed_pair(nng_socket s, int fds[2]);
 
 /* Open a req socket dialing url (non-blocking dial: it reconnects by
  * itself), with the given receive timeout.  0 or ERR_IO. */

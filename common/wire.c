@@ -7,6 +7,7 @@
  * is not NUL-terminated), and the fields each type needs are checked against
  * a table so handlers can rely on them being there with the right JSON type.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@ static const struct wire_type_info {
     {WIRE_ROLLOUT, "rollout", {{"job", F_STRING}}},
     {WIRE_ROLLBACK, "rollback", {{"job", F_STRING}}},
     {WIRE_HISTORY, "history", {{"job", F_STRING}}},
+    {WIRE_TOP, "top", {{NULL, 0}}},
     {WIRE_OK, "ok", {{NULL, 0}}},
     {WIRE_ERROR, "error", {{"code", F_NUMBER}, {"message", F_STRING}}},
     {WIRE_SYNC, "sync", {{"node", F_STRING}, {"ack", F_NUMBER}}},
@@ -161,6 +163,22 @@ static int check_body_bytes(const uint8_t *b, size_t n, char *why, size_t whylen
 		i++;
 	}
 	return 0;
+}
+
+/*
+ * A number beyond the range of a double ("1e999") parses to an infinity,
+ * which cJSON prints back as null: such a body would not survive being
+ * stored or sent on (found by tests/fuzz/fuzz_wire), so it is refused like
+ * any other malformed body.  Depth is bounded by cJSON's nesting limit.
+ */
+static bool json_finite(const cJSON *it)
+{
+	if (cJSON_IsNumber(it))
+		return isfinite(it->valuedouble);
+	for (const cJSON *c = it->child; c; c = c->next)
+		if (!json_finite(c))
+			return false;
+	return true;
 }
 
 static bool json_space(uint8_t c)
@@ -299,6 +317,12 @@ int wire_decode(const uint8_t *buf, size_t len, struct wire_hdr *h, cJSON **body
 			rv = ERR_PROTO;
 			goto out;
 		}
+		if (!json_finite(obj)) {
+			set_why(why, whylen, "%s: body has a number beyond the range of a double",
+				ti->name);
+			rv = ERR_PROTO;
+			goto out;
+		}
 	}
 	if ((rv = check_fields(ti, obj, why, whylen)) != 0)
 		goto out;
@@ -424,7 +448,10 @@ void wire_drop_acked(cJSON *array, uint64_t ack)
 	while (it) {
 		cJSON *next = it->next;
 		cJSON *seq = cJSON_GetObjectItemCaseSensitive(it, "seq");
-		if (cJSON_IsNumber(seq) && seq->valuedouble >= 0 && (uint64_t)seq->valuedouble <= ack)
+		/* The upper bound makes the cast defined: a seq of 2^64 or
+		 * more is beyond any ack (found by tests/fuzz/fuzz_wire). */
+		if (cJSON_IsNumber(seq) && seq->valuedouble >= 0 &&
+		    seq->valuedouble < 18446744073709551616.0 && (uint64_t)seq->valuedouble <= ack)
 			cJSON_Delete(cJSON_DetachItemViaPointer(array, it));
 		it = next;
 	}

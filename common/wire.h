@@ -48,6 +48,7 @@ enum wire_type {
 	WIRE_ROLLOUT = 11, /* {job, image?, command?, env?}   -> {job, version}    */
 	WIRE_ROLLBACK = 12, /* {job, to?}                    -> {job, version}    */
 	WIRE_HISTORY = 13, /* {job}                          -> {job, version, versions, history} */
+	WIRE_TOP = 14,     /* {jobs?: n}                     -> {nodes: [...], jobs: [...]} (utilization) */
 	/* master -> mlctl replies */
 	WIRE_OK = 16,    /* body depends on the request */
 	WIRE_ERROR = 17, /* {code: int, message: "..."} */

@@ -611,6 +611,84 @@ static void do_history(struct master *m, const struct net_peer *peer, cJSON *bod
 	out_reply(m, m->ctl, peer, WIRE_OK, r);
 }
 
+/* What `mlctl top` shows: every node with its utilization, and the live
+ * jobs with theirs (summed over running tasks), busiest first. */
+#define TOP_JOBS_DEFAULT 20
+
+struct top_job {
+	const struct job *j;
+	double cpu_pct, gpu_sum;
+	uint64_t mem;
+	uint32_t running, gpus_n;
+};
+
+static int top_cmp(const void *a, const void *b)
+{
+	const struct top_job *x = a, *y = b;
+	double kx = x->gpus_n ? x->gpu_sum / x->gpus_n : 0, ky = y->gpus_n ? y->gpu_sum / y->gpus_n : 0;
+
+	if (kx != ky)
+		return kx < ky ? 1 : -1;
+	return x->cpu_pct < y->cpu_pct ? 1 : x->cpu_pct > y->cpu_pct ? -1 : 0;
+}
+
+static void do_top(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	cJSON *r = cJSON_CreateObject(), *ns = cJSON_AddArrayToObject(r, "nodes");
+	cJSON *js = cJSON_AddArrayToObject(r, "jobs");
+	struct top_job *tj = xcalloc(m->nlive + 1, sizeof(*tj));
+	uint64_t want = TOP_JOBS_DEFAULT;
+	size_t n = 0;
+
+	wire_get_u64(body, "jobs", 100000, &want);
+	for (size_t i = 0; i < m->nnodes; i++)
+		cJSON_AddItemToArray(ns, node_to_json(m->nodes[i], true));
+	for (size_t i = 0; i < m->nlive; i++) {
+		const struct job *j = m->live[i];
+		struct top_job *e = &tj[n];
+		memset(e, 0, sizeof(*e));
+		e->j = j;
+		for (uint32_t k = 0; k < j->ntasks; k++) {
+			const struct task *t = &j->tasks[k];
+			struct node *nd;
+			if (t->state != TASK_RUNNING)
+				continue;
+			e->running++;
+			e->cpu_pct += t->cpu_pct;
+			e->mem += t->mem_used;
+			nd = node_find(m, t->node);
+			for (uint32_t g = 0; nd && g < t->ngpus; g++) {
+				int u = t->gpu_pos[g] < nd->cap.ngpus
+						? telemetry_gpu_util(nd, nd->cap.gpus[t->gpu_pos[g]].index)
+						: -1;
+				if (u >= 0) {
+					e->gpu_sum += u;
+					e->gpus_n++;
+				}
+			}
+		}
+		if (e->running)
+			n++;
+	}
+	qsort(tj, n, sizeof(*tj), top_cmp);
+	for (size_t i = 0; i < n && i < want; i++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "id", (double)tj[i].j->id);
+		cJSON_AddStringToObject(o, "name", tj[i].j->spec->name);
+		cJSON_AddStringToObject(o, "kind", spec_kind_str(tj[i].j->spec->kind));
+		cJSON_AddNumberToObject(o, "running", tj[i].running);
+		cJSON_AddNumberToObject(o, "cpu_pct", tj[i].cpu_pct);
+		cJSON_AddNumberToObject(o, "mem_used", (double)tj[i].mem);
+		cJSON_AddNumberToObject(o, "gpus", (double)tj[i].j->spec->res.gpus_milli / 1000.0 *
+							 tj[i].running);
+		cJSON_AddNumberToObject(o, "gpu_util",
+					tj[i].gpus_n ? tj[i].gpu_sum / tj[i].gpus_n : -1);
+		cJSON_AddItemToArray(js, o);
+	}
+	free(tj);
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
 void api_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
 		cJSON *body)
 {
@@ -662,6 +740,9 @@ void api_handle(struct master *m, const struct net_peer *peer, const struct wire
 		break;
 	case WIRE_HISTORY:
 		do_history(m, peer, body);
+		break;
+	case WIRE_TOP:
+		do_top(m, peer, body);
 		break;
 	default:
 		reply_err(m, peer, ERR_PROTO, "not a request type");

@@ -607,6 +607,19 @@ static cJSON *task_to_json(const struct master *m, const struct task *t,
 	else {
 		cJSON_AddNumberToObject(o, "cpu_pct", t->cpu_pct);
 		cJSON_AddNumberToObject(o, "mem_used", (double)t->mem_used);
+		/* The mean utilization of its GPUs, -1 when unknown. */
+		double sum = 0;
+		int n_u = 0;
+		for (uint32_t i = 0; n && t->state == TASK_RUNNING && i < t->ngpus; i++) {
+			int u = t->gpu_pos[i] < n->cap.ngpus
+					? telemetry_gpu_util(n, n->cap.gpus[t->gpu_pos[i]].index)
+					: -1;
+			if (u >= 0) {
+				sum += u;
+				n_u++;
+			}
+		}
+		cJSON_AddNumberToObject(o, "gpu_util", n_u ? sum / n_u : -1);
 	}
 	return o;
 }

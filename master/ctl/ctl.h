@@ -35,6 +35,8 @@ int cmd_scale(int argc, char **argv);
 int cmd_rollout(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_history(int argc, char **argv);
+/* top.c */
+int cmd_top(int argc, char **argv);
 /* The serve part of `mlctl status`: roles, health, promotions, scaling. */
 void serve_status(const cJSON *job);
 

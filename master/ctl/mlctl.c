@@ -101,6 +101,7 @@ static const char usage_main[] =
 	"  rollout JOB [--image X] [--env K=V]... [-- CMD...]  a new version, one replica at a time\n"
 	"  rollback JOB [--to V]   back to the previous (or a given) version\n"
 	"  history JOB             a serve job's versions, rollouts and scaling\n"
+	"  top                     nodes and the busiest jobs, live (-o json: once)\n"
 	"\n"
 	"JOB is a job id or name.  The master is --master, else $MLSCHED_MASTER, else\n"
 	DEFAULT_MASTER ".  Requests are sealed with the admin key --key, else\n"
@@ -205,12 +206,22 @@ cJSON *call(uint16_t type, cJSON *body)
 				disconnect();
 				free(leader_url);
 				leader_url = NULL;
-				if (wire_get_str(r, "leader", 1024, &lead) == 0 && *lead)
-					leader_url = xstrdup(lead);
-				else
+				bool named = wire_get_str(r, "leader", 1024, &lead) == 0 && *lead;
+				if (named) {
+					/* One of ours: make it the current one, so
+					 * that the next after it is right. */
+					size_t i;
+					for (i = 0; i < nmasters && strcmp(masters[i], lead); i++)
+						;
+					if (i < nmasters)
+						cur_master = i;
+					else
+						leader_url = xstrdup(lead);
+				} else {
 					cur_master = (cur_master + 1) % nmasters;
+				}
 				cJSON_Delete(r);
-				if (!leader_url)
+				if (!named)
 					usleep(100000); /* no leader yet */
 				continue;
 			}
@@ -686,8 +697,8 @@ static int cmd_nodes(int argc, char **argv)
 		cJSON_Delete(r);
 		return 0;
 	}
-	printf("%-16s %-8s %9s %13s %17s %5s  %s\n", "NAME", "STATE", "GPUS", "CPUS",
-	       "MEMORY", "CPU%", "LABELS");
+	printf("%-16s %-8s %9s %13s %17s %5s %5s  %s\n", "NAME", "STATE", "GPUS", "CPUS",
+	       "MEMORY", "CPU%", "GPU%", "LABELS");
 	cJSON_ArrayForEach(n, ns)
 	{
 		const cJSON *g, *l;
@@ -716,9 +727,20 @@ static int cmd_nodes(int argc, char **argv)
 		}
 		bool drained = false;
 		wire_get_bool(n, "drained", &drained);
-		printf("%-16s %-8s %9s %13s %17s %5.0f  %s\n", str(n, "name"),
-		       drained ? "drained" : str(n, "state"),
-		       gpus, cpus, mem, num(n, "util_cpu_pct"), labels);
+		/* The mean utilization of its GPUs, as NVML reports it. */
+		double gsum = 0;
+		int gn = 0;
+		char gpct[16] = "-";
+		cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(n, "util_gpus"))
+		{
+			gsum += num(g, "util_pct");
+			gn++;
+		}
+		if (gn)
+			snprintf(gpct, sizeof(gpct), "%.0f", gsum / gn);
+		printf("%-16s %-8s %9s %13s %17s %5.0f %5s  %s\n", str(n, "name"),
+		       drained ? "drained" : str(n, "state"), gpus, cpus, mem,
+		       num(n, "util_cpu_pct"), gpct, labels);
 	}
 	cJSON_Delete(r);
 	return 0;
@@ -868,7 +890,7 @@ int main(int argc, char **argv)
 		{"status", cmd_status}, {"logs", cmd_logs},     {"cancel", cmd_cancel},
 		{"nodes", cmd_nodes},   {"drain", cmd_drain},   {"uncordon", cmd_uncordon},
 		{"endpoints", cmd_endpoints}, {"scale", cmd_scale}, {"rollout", cmd_rollout},
-		{"rollback", cmd_rollback},   {"history", cmd_history},
+		{"rollback", cmd_rollback},   {"history", cmd_history},   {"top", cmd_top},
 	};
 	int i = 1, rv;
 

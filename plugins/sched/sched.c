@@ -20,9 +20,11 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define NBUCKETS (RES_MAX_GPUS + 1)
 #define MILLI 1000u
@@ -66,6 +68,21 @@ struct cand {
 	int state;     /* prune step: 0 undecided, 1 put back, 2 victim */
 };
 
+/* One shape of the workload mix: the public part plus raw weights.  The
+ * weights are scaled by inc (see mix_bump), so only ratios mean anything. */
+struct mix_shape {
+	struct sched_shape pub;
+	uint32_t cpu_class;
+	double w, cpu_w, mem_w; /* weight, and weight times CPU and memory */
+};
+
+/* A constraint of the mix: a model substring ("" = any) and a minimum
+ * memory per GPU (0 = any). */
+struct mix_cons {
+	char model[RES_MODEL_LEN];
+	uint64_t gpu_mem;
+};
+
 struct sched {
 	struct sched_node **nodes; /* by id; NULL where free */
 	uint32_t nslots, nodes_cap, nnodes;
@@ -106,6 +123,15 @@ struct sched {
 	size_t old_cap;
 	struct memo memo[MEMO_LEN];
 	uint32_t nmemo, memo_next;
+
+	/* The workload mix (sched.h, THE WORKLOAD MIX). */
+	struct mix_shape mix[SCHED_MIX_MAX];
+	uint32_t nmix;
+	double mix_sum, mix_inc, mix_grow; /* grow: inc's factor per task */
+	bool mix_learn;
+	struct mix_cons mcons[SCHED_MIX_CONS];
+	uint32_t nmcons;
+	uint32_t mix_gen; /* bumped when cons[] grows: node masks are stale */
 };
 
 /* ---- small helpers ---- */
@@ -343,7 +369,11 @@ static void rollback(struct sched *s, size_t mark)
 
 struct sched *sched_new(void)
 {
-	return xcalloc(1, sizeof(struct sched));
+	struct sched *s = xcalloc(1, sizeof(struct sched));
+
+	s->mix_gen = 1;
+	sched_mix_config(s, SCHED_MIX_HALFLIFE, true);
+	return s;
 }
 
 void sched_free(struct sched *s)
@@ -581,25 +611,30 @@ static bool labels_ok(const struct sched_node *n, const struct sched_req *req)
 /* The model applies to tasks that ask for GPUs: every card on the node must
  * carry it (case-insensitive substring), so whichever cards res_fit() binds
  * are right.  A node mixing models matches only a substring common to all. */
-static bool model_ok(const struct sched_node *n, const struct sched_req *req)
+static bool node_has_model(const struct sched_node *n, const char *model)
 {
 	uint32_t ng = node_ngpus(n);
 	const char *first;
 
-	if (!req->gpu_model || !req->gpu_model[0] || req->res.gpus_milli == 0)
-		return true;
 	if (ng == 0)
 		return false;
 	first = n->res.gpus[0].model;
-	if (!strcasestr(first, req->gpu_model))
+	if (!strcasestr(first, model))
 		return false;
 	for (uint32_t i = 1; i < ng; i++) {
 		const char *m = n->res.gpus[i].model;
 
-		if (strcmp(m, first) != 0 && !strcasestr(m, req->gpu_model))
+		if (strcmp(m, first) != 0 && !strcasestr(m, model))
 			return false;
 	}
 	return true;
+}
+
+static bool model_ok(const struct sched_node *n, const struct sched_req *req)
+{
+	if (!req->gpu_model || !req->gpu_model[0] || req->res.gpus_milli == 0)
+		return true;
+	return node_has_model(n, req->gpu_model);
 }
 
 /* Everything but resources: schedulable, reservation, labels, model. */
@@ -698,11 +733,24 @@ static int place(struct sched *s, const struct sched_req *req, struct sched_slot
 	return 0;
 }
 
+/* Feed the mix with req's tasks, if it learns by itself. */
+static void mix_learn(struct sched *s, const struct sched_req *req)
+{
+	const char *m = req->gpu_model;
+
+	if (s->mix_learn && req->ntasks > 0)
+		sched_mix_add(s, &req->res, &m, m && m[0] ? 1 : 0, req->ntasks);
+}
+
 int sched_place(struct sched *s, const struct sched_req *req, struct sched_slot *slots)
 {
+	int rc;
+
 	if (res_check(&req->res, NULL, 0) != 0)
 		return ERR_NOFIT;
-	return place(s, req, slots, true);
+	rc = place(s, req, slots, true);
+	mix_learn(s, req);
+	return rc;
 }
 
 /* Could this slot be taken as it stands?  Checks positions and room. */
@@ -1120,13 +1168,29 @@ struct preg {
 static struct preg policies[MAX_POLICIES];
 static uint32_t npolicies;
 
+static const struct sched_policy *const builtins[] = {&sched_binpack, &sched_spread, &sched_fgd};
+#define NBUILTINS (sizeof(builtins) / sizeof(builtins[0]))
+
 static const struct sched_policy *builtin_find(const char *name)
 {
-	if (strcmp(name, sched_binpack.name) == 0)
-		return &sched_binpack;
-	if (strcmp(name, sched_spread.name) == 0)
-		return &sched_spread;
+	for (size_t i = 0; i < NBUILTINS; i++) {
+		if (strcmp(name, builtins[i]->name) == 0)
+			return builtins[i];
+	}
 	return NULL;
+}
+
+uint32_t sched_policy_count(void)
+{
+	return (uint32_t)NBUILTINS + npolicies;
+}
+
+const struct sched_policy *sched_policy_at(uint32_t i)
+{
+	if (i < NBUILTINS)
+		return builtins[i];
+	i -= (uint32_t)NBUILTINS;
+	return i < npolicies ? policies[i].p : NULL;
 }
 
 const struct sched_policy *sched_policy_find(const char *name)
@@ -1248,6 +1312,158 @@ int sched_policy_load_dir(const char *dir, char *why, size_t whylen)
 	}
 	free(ents);
 	return rc;
+}
+
+/* ---- the workload mix ---- */
+
+#define MIX_RESCALE 1e100 /* rescale the weights before inc overflows */
+
+void sched_mix_config(struct sched *s, double halflife, bool learn)
+{
+	s->mix_grow = halflife > 0 ? exp2(1.0 / halflife) : 1.0;
+	s->mix_learn = learn;
+	if (s->mix_inc <= 0)
+		s->mix_inc = 1.0;
+}
+
+void sched_mix_clear(struct sched *s)
+{
+	s->nmix = 0;
+	s->mix_sum = 0;
+	s->mix_inc = 1.0;
+}
+
+uint32_t sched_mix_len(const struct sched *s)
+{
+	return s->nmix;
+}
+
+const struct sched_shape *sched_mix_at(struct sched *s, uint32_t i)
+{
+	struct mix_shape *m;
+
+	if (i >= s->nmix)
+		return NULL;
+	m = &s->mix[i];
+	m->pub.share = s->mix_sum > 0 ? m->w / s->mix_sum : 0;
+	m->pub.cpu_milli = m->w > 0 ? (uint32_t)(m->cpu_w / m->w + 0.5) : 0;
+	m->pub.mem = m->w > 0 ? (uint64_t)(m->mem_w / m->w + 0.5) : 0;
+	return &m->pub;
+}
+
+/* The bit of constraint (model, gpu_mem), added if new; 0 when the table
+ * is full. */
+static uint32_t cons_bit(struct sched *s, const char *model, uint64_t gpu_mem)
+{
+	for (uint32_t i = 0; i < s->nmcons; i++) {
+		if (s->mcons[i].gpu_mem == gpu_mem && strcasecmp(s->mcons[i].model, model) == 0)
+			return 1u << i;
+	}
+	if (s->nmcons == SCHED_MIX_CONS)
+		return 0;
+	strlcpy_ok(s->mcons[s->nmcons].model, model, sizeof(s->mcons[s->nmcons].model));
+	s->mcons[s->nmcons].gpu_mem = gpu_mem;
+	s->mix_gen++;
+	return 1u << s->nmcons++;
+}
+
+static uint32_t bit_len(uint32_t v)
+{
+	return v ? 32u - (uint32_t)__builtin_clz(v) : 0;
+}
+
+void sched_mix_add(struct sched *s, const struct res *r, const char *const *models,
+		   uint32_t nmodels, double weight)
+{
+	uint32_t mask = 0, cls = bit_len(r->cpu_milli / MILLI), k;
+	struct mix_shape *m = NULL;
+	double w;
+
+	if (!(weight > 0) || res_check(r, NULL, 0) != 0)
+		return;
+	if (r->gpus_milli > 0) {
+		for (uint32_t i = 0; i < nmodels; i++) {
+			if (models[i] && models[i][0])
+				mask |= cons_bit(s, models[i], r->gpu_mem);
+		}
+		if (mask == 0 && r->gpu_mem)
+			mask = cons_bit(s, "", r->gpu_mem);
+	}
+	for (k = 0; k < s->nmix; k++) {
+		m = &s->mix[k];
+		if (m->pub.gpus_milli == r->gpus_milli && m->pub.cons == mask && m->cpu_class == cls)
+			break;
+	}
+	if (k == s->nmix) {
+		if (s->nmix < SCHED_MIX_MAX) {
+			k = s->nmix++;
+		} else {
+			/* The lightest shape makes room; its weight leaves the sum. */
+			k = 0;
+			for (uint32_t i = 1; i < s->nmix; i++) {
+				if (s->mix[i].w < s->mix[k].w)
+					k = i;
+			}
+			s->mix_sum -= s->mix[k].w;
+		}
+		m = &s->mix[k];
+		memset(m, 0, sizeof(*m));
+		m->pub.gpus_milli = r->gpus_milli;
+		m->pub.cons = mask;
+		m->cpu_class = cls;
+	}
+	w = weight * s->mix_inc;
+	m->w += w;
+	m->cpu_w += w * r->cpu_milli;
+	m->mem_w += w * (double)r->mem;
+	s->mix_sum += w;
+	s->mix_inc *= s->mix_grow;
+	if (s->mix_inc > MIX_RESCALE) {
+		for (uint32_t i = 0; i < s->nmix; i++) {
+			s->mix[i].w /= s->mix_inc;
+			s->mix[i].cpu_w /= s->mix_inc;
+			s->mix[i].mem_w /= s->mix_inc;
+		}
+		s->mix_sum /= s->mix_inc;
+		s->mix_inc = 1.0;
+	}
+}
+
+uint32_t sched_mix_node_mask(struct sched *s, struct sched_node *n)
+{
+	if (n->mix_gen == s->mix_gen)
+		return n->mix_mask;
+	n->mix_mask = 0;
+	for (uint32_t i = 0; i < s->nmcons; i++) {
+		const struct mix_cons *c = &s->mcons[i];
+		bool ok = node_ngpus(n) > 0;
+
+		if (ok && c->model[0])
+			ok = node_has_model(n, c->model);
+		for (uint32_t g = 0; ok && c->gpu_mem && g < node_ngpus(n); g++)
+			ok = n->res.gpus[g].mem >= c->gpu_mem;
+		if (ok)
+			n->mix_mask |= 1u << i;
+	}
+	n->mix_gen = s->mix_gen;
+	return n->mix_mask;
+}
+
+double sched_mix_reserved(struct sched *s, struct sched_node *n)
+{
+	uint32_t mask;
+	double w = 0;
+
+	if (s->nmcons == 0 || s->mix_sum <= 0)
+		return 0;
+	mask = sched_mix_node_mask(s, n);
+	if (mask == 0)
+		return 0;
+	for (uint32_t i = 0; i < s->nmix; i++) {
+		if (s->mix[i].pub.cons & mask)
+			w += s->mix[i].w;
+	}
+	return w / s->mix_sum;
 }
 
 /* ---- the queue pass ---- */
@@ -1749,6 +1965,7 @@ int sched_pass(struct sched *s, struct sched_job **pending, size_t npending,
 		s->slots = grow32(s->slots, &s->slots_cap, req->ntasks + 1, sizeof(*s->slots));
 		s->dry = grow32(s->dry, &s->dry_cap, req->ntasks + 1, sizeof(*s->dry));
 		if (res_check(&req->res, NULL, 0) == 0 && place(s, req, s->slots, true) == 0) {
+			mix_learn(s, req);
 			memset(&a, 0, sizeof(a));
 			a.type = SCHED_PLACED;
 			a.job = j;

@@ -69,6 +69,7 @@ struct sched_node {
 	uint64_t reserved_for; /* job id holding a reservation here, 0 = none */
 	/* Index bookkeeping: private to sched.c. */
 	uint32_t bucket, bpos, spos;
+	uint32_t mix_mask, mix_gen; /* cache of sched_mix_node_mask() */
 };
 
 /* One placed task: a node and the GPU positions bound on it. */
@@ -115,6 +116,11 @@ struct sched_policy {
 
 extern const struct sched_policy sched_binpack; /* plugins/sched/binpack */
 extern const struct sched_policy sched_spread;  /* plugins/sched/spread */
+extern const struct sched_policy sched_fgd;     /* plugins/sched/fgd */
+
+/* Every policy sched_policy_find() knows, built-ins first: i < count. */
+uint32_t sched_policy_count(void);
+const struct sched_policy *sched_policy_at(uint32_t i);
 
 /* A policy by name: built-ins and loaded plugins; NULL if unknown. */
 const struct sched_policy *sched_policy_find(const char *name);
@@ -183,6 +189,72 @@ void sched_release(struct sched *s, const struct res *r, const struct sched_slot
 /* Why req does not fit now, for people: "needs 8 GPUs on one node; best
  * node has 6 free".  Walks all nodes: for status pages, not the hot path. */
 void sched_explain(const struct sched *s, const struct sched_req *req, char *buf, size_t len);
+
+/*
+ * THE WORKLOAD MIX.  What tasks this cluster is asked to run, as a small
+ * table of task shapes with weights: GPUs per task (share or whole), a
+ * CPU class (tasks of one GPU shape are split by the bit length of their
+ * CPU cores; each shape keeps the weighted mean CPU and memory of its
+ * tasks) and a constraint mask.  A constraint is a GPU model substring
+ * and/or a minimum memory per GPU; the mix numbers the distinct ones it has
+ * seen (at most SCHED_MIX_CONS) and a shape's mask says which it accepts
+ * (any of them; 0 = any GPU).  Policies use the mix to judge what a
+ * placement costs the tasks that come next: fgd scores fragmentation against
+ * it, binpack and fgd keep the nodes that only constrained shapes can use.
+ *
+ * Learning: every sched_place() call (placed or not) and every job
+ * sched_pass() places adds its tasks, so the mix follows the workload by
+ * itself; a caller can add tasks itself (sched_mix_add(), e.g. at
+ * submission, or a whole replayed trace) and switch the automatic learning
+ * off.  Old tasks fade: a task's weight halves after `halflife' newer ones
+ * (SCHED_MIX_HALFLIFE by default; 0 = never).  Adding is O(shapes); when the
+ * table is full the lightest shape makes room.  Reading a shape is O(1).
+ */
+#define SCHED_MIX_MAX 64        /* task shapes */
+#define SCHED_MIX_CONS 32       /* distinct constraints (model / GPU memory) */
+#define SCHED_MIX_HALFLIFE 5000 /* tasks */
+
+struct sched_shape {
+	uint32_t gpus_milli; /* 0, a share, or whole GPUs */
+	uint32_t cpu_milli;  /* weighted mean of its tasks */
+	uint64_t mem;        /* weighted mean, bytes */
+	uint32_t cons;       /* constraint mask, 0 = any GPU */
+	double share;        /* of all weight: 0..1, the shares add up to 1 */
+};
+
+/* Add weight tasks (usually 1 or a gang's size) of shape r.  models: the
+ * GPU model substrings the tasks accept (any of them; nmodels 0 = any
+ * model); r->gpu_mem is kept as a constraint too.  Tasks without GPUs keep
+ * no constraint.  Models beyond SCHED_MIX_CONS distinct constraints are
+ * dropped from the mask (the shape then looks less constrained). */
+void sched_mix_add(struct sched *s, const struct res *r, const char *const *models,
+		   uint32_t nmodels, double weight);
+/* Forget every shape (constraint numbering is kept). */
+void sched_mix_clear(struct sched *s);
+/* Half-life in tasks (0 = no decay), and whether placements feed the mix
+ * (default true). */
+void sched_mix_config(struct sched *s, double halflife, bool learn);
+/* The shapes: i < sched_mix_len(s); the pointer is valid until the next
+ * change of the mix.  share is filled in by the call. */
+uint32_t sched_mix_len(const struct sched *s);
+const struct sched_shape *sched_mix_at(struct sched *s, uint32_t i);
+/* Which of the mix's constraints node n satisfies (every card carries the
+ * model and has the memory), as a mask; cached on the node.  A shape with
+ * mask m may use n iff m == 0 or (m & mask) != 0. */
+uint32_t sched_mix_node_mask(struct sched *s, struct sched_node *n);
+/* How much of the mix (0..1) only some nodes can serve and n is one of
+ * them: the summed share of constrained GPU shapes that may use n.  A task
+ * that accepts any GPU should prefer nodes where this is low. */
+double sched_mix_reserved(struct sched *s, struct sched_node *n);
+
+/* fgd's fragmentation score (plugins/sched/fgd/fgd.c explains it), for
+ * tests and status pages.  sched_fgd_frag: node n's expected fragmentation
+ * under the mix now, in milli-GPUs.  sched_fgd_delta: how much it would grow
+ * (negative: shrink) if one task of req went on n, in *delta; ERR_NOFIT
+ * when the task does not fit n. */
+double sched_fgd_frag(struct sched *s, struct sched_node *n);
+int sched_fgd_delta(struct sched *s, struct sched_node *n, const struct sched_req *req,
+		    double *delta);
 
 /* ---- the queue: ordering, reservation, backfill, preemption ---- */
 

@@ -6,8 +6,9 @@
  *                  [--mix 1:50,2:25,4:15,8:10] [--policy binpack] [--seed 1]
  *                  [--gpu-mem 80G] [--node-mem 1T] [--node-cpus 128] [--pin]
  *                  [--no-baseline]
- *   mlbench replay --nodes nodes.csv --jobs jobs.csv [--policy binpack]
- *                  [--no-deletions] [--no-baseline]
+ *   mlbench replay --nodes nodes.csv --jobs jobs.csv [--policy binpack|LIST|all]
+ *                  [--no-deletions] [--no-baseline] [--inflate 130 [--seed 1]]
+ *                  [--csv curve.csv] [--mix trace|seen] [--plugin-dir DIR] [--quiet]
  *
  * sched: identical nodes, a random job stream drawn from --mix ("GPUs:weight"
  * pairs; GPUs may be a share such as 0.5), each job one task, placed one after
@@ -17,11 +18,18 @@
  *
  * replay: nodes and jobs from CSV files in the layout of public GPU-cluster
  * traces (name,cpu_milli,memory_mib,gpu,model and name,cpu_milli,memory_mib,
- * num_gpu,gpu_milli,gpu_spec,creation_time,deletion_time; see load_nodes()
- * and load_jobs()), replayed in creation order.  Each job is tried once (a job
- * that does not fit is counted as failed, not queued) and, unless
- * --no-deletions, a placed job is released at its deletion time.  The
- * baseline is the same first fit in file order of the nodes.
+ * num_gpu,gpu_milli[,gpu_spec][,qos,pod_phase][,creation_time][,deletion_time]
+ * [,scheduled_time]: with a header, the columns in brackets may be missing
+ * and unknown ones are ignored; see load_nodes() and load_jobs()), replayed
+ * in creation order (file order where there is no creation_time).  Each job
+ * is tried once (a job that does not fit is counted as failed, not queued)
+ * and, unless --no-deletions, a placed job is released at its deletion time.
+ * Every policy in --policy runs on the same arrivals; the baselines are a
+ * first fit and a best fit over a plain array in file order.  --inflate P
+ * measures as Weng et al. (ATC '23) do: after the trace, tasks sampled from
+ * it (seeded) keep arriving, never ending, until the GPU demand that arrived
+ * is P% of the capacity, and the allocated share at each 5% of arrived
+ * demand is printed per policy side by side (and written to --csv).
  *
  * Exit status: 0 done, 1 an internal check failed, 2 bad arguments or input.
  */
@@ -472,7 +480,7 @@ static int cmd_sched(int argc, char **argv)
 		goto out;
 	policy = sched_policy_find(pname);
 	if (!policy) {
-		fprintf(stderr, "mlbench sched: no policy \"%s\" (built in: binpack, spread)\n",
+		fprintf(stderr, "mlbench sched: no policy \"%s\" (built in: binpack, spread, fgd)\n",
 			pname);
 		goto out;
 	}
@@ -735,9 +743,9 @@ static const struct csv_col job_cols[JC_COUNT] = {
 	[JC_CPU] = {{"cpu_milli", NULL}, true},
 	[JC_MEM] = {{"memory_mib", NULL}, true},
 	[JC_NGPU] = {{"num_gpu", NULL}, true},
-	[JC_GMILLI] = {{"gpu_milli", NULL}, true},
-	[JC_SPEC] = {{"gpu_spec", NULL}, true},
-	[JC_CREATE] = {{"creation_time", NULL}, true},
+	[JC_GMILLI] = {{"gpu_milli", NULL}, false},
+	[JC_SPEC] = {{"gpu_spec", NULL}, false},
+	[JC_CREATE] = {{"creation_time", NULL}, false},
 	[JC_DELETE] = {{"deletion_time", NULL}, false},
 };
 
@@ -881,7 +889,7 @@ static int load_jobs(const char *path, struct rjob **out, uint32_t *nout)
 		    csv_uint(&c, r, JC_MEM, "memory_mib", UINT64_MAX / MIB, false, 0, &mem) ||
 		    csv_uint(&c, r, JC_NGPU, "num_gpu", RES_MAX_GPUS, false, 0, &ngpu) ||
 		    csv_uint(&c, r, JC_GMILLI, "gpu_milli", MILLI, true, 0, &gmilli) ||
-		    csv_uint(&c, r, JC_CREATE, "creation_time", UINT64_MAX - 1, false, 0,
+		    csv_uint(&c, r, JC_CREATE, "creation_time", UINT64_MAX - 1, true, 0,
 			     &j->create) ||
 		    csv_uint(&c, r, JC_DELETE, "deletion_time", UINT64_MAX - 1, true, UINT64_MAX,
 			     &j->delete) ||
@@ -975,17 +983,28 @@ static uint32_t heap_pop(struct heap *h)
 }
 
 /*
- * One replay engine, two back ends: ours (struct sched) or the baseline (a
- * plain array scanned in file order).
+ * One replay engine, three back ends: a scheduler policy (struct sched), or
+ * one of two baselines on a plain array of nodes: first fit (file order)
+ * and best fit (the fitting node with the least free GPU capacity after
+ * the placement, a full scan).
  */
+enum rkind { RK_SCHED, RK_FIRSTFIT, RK_BESTFIT };
+
+#define MAX_RUNS 16   /* policies in one replay */
+#define STEP_PCT 5    /* the inflated curve: a point per 5% of capacity arrived */
+#define MAX_STEPS 200 /* up to --inflate 1000 */
+
 struct replay {
 	/* input */
+	const char *name;
+	enum rkind kind;
 	const struct rnode *nodes;
 	uint32_t nnodes;
-	const struct rjob *jobs; /* sorted by creation */
+	const struct rjob *jobs; /* in arrival order */
 	uint32_t njobs;
 	bool deletions;
-	const struct sched_policy *policy; /* NULL: the baseline */
+	bool mix_trace; /* fgd & co: the mix is the whole job list, not learned */
+	const struct sched_policy *policy; /* RK_SCHED */
 	/* back ends */
 	struct sched *s;
 	struct res_node *plain;
@@ -1000,6 +1019,10 @@ struct replay {
 	 * the GPU demand that had arrived first reached the capacity. */
 	bool failed_once, full_once;
 	uint64_t first_fail_milli, full_milli, arrived_milli;
+	/* The curve: allocated milli when arrivals first reached k * STEP_PCT %
+	 * of capacity, k = 1..nsteps. */
+	uint64_t step_milli[MAX_STEPS + 1];
+	uint32_t nsteps;
 };
 
 static bool model_ok(const struct res_node *n, const struct rjob *j)
@@ -1014,14 +1037,24 @@ static bool model_ok(const struct res_node *n, const struct rjob *j)
 	return false;
 }
 
+static uint32_t free_milli(const struct res_node *n)
+{
+	uint32_t f = 0;
+
+	for (uint32_t g = 0; g < n->ngpus; g++)
+		f += MILLI - (n->gpus[g].used_milli > MILLI ? MILLI : n->gpus[g].used_milli);
+	return f;
+}
+
 /* Place job j.  Ours tries the listed models in their order (a request names
- * one model substring); the baseline takes the first node with any of them. */
+ * one model substring); the baselines take any node with any of them. */
 static bool replay_place(struct replay *rp, uint32_t j)
 {
 	const struct rjob *job = &rp->jobs[j];
 	struct sched_slot *slot = &rp->slots[j];
+	uint32_t best = UINT32_MAX, best_left = UINT32_MAX;
 
-	if (rp->policy) {
+	if (rp->kind == RK_SCHED) {
 		struct sched_req req;
 
 		memset(&req, 0, sizeof(req));
@@ -1040,14 +1073,27 @@ static bool replay_place(struct replay *rp, uint32_t j)
 	}
 	for (uint32_t i = 0; i < rp->nnodes; i++) {
 		struct res_node *n = &rp->plain[i];
+		uint32_t left;
 
-		if (model_ok(n, job) && res_fit(n, &job->res, slot->gpu_pos, &slot->ngpus)) {
-			res_take(n, &job->res, slot->gpu_pos, slot->ngpus);
-			slot->node = i;
-			return true;
+		if (!model_ok(n, job) || !res_fit(n, &job->res, slot->gpu_pos, &slot->ngpus))
+			continue;
+		if (rp->kind == RK_FIRSTFIT) {
+			best = i;
+			break;
+		}
+		left = free_milli(n) - (res_is_share(&job->res) ? job->res.gpus_milli
+							       : res_whole_gpus(&job->res) * MILLI);
+		if (left < best_left) {
+			best = i;
+			best_left = left;
 		}
 	}
-	return false;
+	if (best == UINT32_MAX)
+		return false;
+	res_fit(&rp->plain[best], &job->res, slot->gpu_pos, &slot->ngpus);
+	res_take(&rp->plain[best], &job->res, slot->gpu_pos, slot->ngpus);
+	slot->node = best;
+	return true;
 }
 
 static void replay_release(struct replay *rp, uint32_t j)
@@ -1055,7 +1101,7 @@ static void replay_release(struct replay *rp, uint32_t j)
 	const struct rjob *job = &rp->jobs[j];
 	const struct sched_slot *slot = &rp->slots[j];
 
-	if (rp->policy)
+	if (rp->kind == RK_SCHED)
 		sched_release(rp->s, &job->res, slot, 1);
 	else
 		res_give(&rp->plain[slot->node], &job->res, slot->gpu_pos, slot->ngpus);
@@ -1072,6 +1118,19 @@ static void advance(struct replay *rp, uint64_t *clock, uint64_t t)
 	}
 }
 
+/* The workload mix of the whole job list, for policies that use one. */
+static void mix_from_jobs(struct replay *rp)
+{
+	sched_mix_config(rp->s, 0, false);
+	for (uint32_t j = 0; j < rp->njobs; j++) {
+		const char *m[MAX_SPEC_MODELS];
+
+		for (uint32_t k = 0; k < rp->jobs[j].nmodels; k++)
+			m[k] = rp->jobs[j].models[k];
+		sched_mix_add(rp->s, &rp->jobs[j].res, m, rp->jobs[j].nmodels, 1);
+	}
+}
+
 static int replay_run(struct replay *rp)
 {
 	struct heap h = {0};
@@ -1081,10 +1140,12 @@ static int replay_run(struct replay *rp)
 	rp->slots = xcalloc(rp->njobs, sizeof(*rp->slots));
 	h.v = xcalloc(rp->njobs, sizeof(*h.v));
 	h.jobs = rp->jobs;
-	if (rp->policy) {
+	if (rp->kind == RK_SCHED) {
 		rp->s = sched_new();
 		for (uint32_t i = 0; i < rp->nnodes; i++)
 			sched_node_add(rp->s, rp->nodes[i].name, &rp->nodes[i].cap, NULL, 0);
+		if (rp->mix_trace)
+			mix_from_jobs(rp);
 	} else {
 		rp->plain = xmalloc((size_t)rp->nnodes * sizeof(*rp->plain));
 		for (uint32_t i = 0; i < rp->nnodes; i++)
@@ -1095,6 +1156,7 @@ static int replay_run(struct replay *rp)
 
 	rp->t_first = clock = rp->jobs[0].create;
 	rp->t_last = rp->jobs[rp->njobs - 1].create;
+	rp->nsteps = 0;
 	for (uint32_t j = 0; j < rp->njobs; j++) {
 		const struct rjob *job = &rp->jobs[j];
 		bool ok;
@@ -1131,12 +1193,15 @@ static int replay_run(struct replay *rp)
 			rp->full_once = true;
 			rp->full_milli = rp->alloc_milli;
 		}
+		while (rp->nsteps < MAX_STEPS && rp->cap_milli &&
+		       rp->arrived_milli * 100 >= (uint64_t)(rp->nsteps + 1) * STEP_PCT * rp->cap_milli)
+			rp->step_milli[++rp->nsteps] = rp->alloc_milli;
 	}
 	/* Check the books before draining. */
-	if ((rp->policy ? sched_used_milli(rp->s) : plain_used_milli(rp->plain, rp->nnodes)) !=
-	    rp->alloc_milli) {
-		fprintf(stderr, "mlbench replay: %s books disagree with the placements\n",
-			rp->policy ? "scheduler" : "baseline");
+	if ((rp->kind == RK_SCHED ? sched_used_milli(rp->s)
+				  : plain_used_milli(rp->plain, rp->nnodes)) != rp->alloc_milli) {
+		fprintf(stderr, "mlbench replay: %s: books disagree with the placements\n",
+			rp->name);
 		rc = 1;
 	}
 	free(h.v);
@@ -1148,13 +1213,19 @@ static void replay_free(struct replay *rp)
 	sched_free(rp->s);
 	free(rp->plain);
 	free(rp->slots);
+	rp->s = NULL;
+	rp->plain = NULL;
+	rp->slots = NULL;
 }
 
-static void print_replay(const char *title, const struct replay *rp)
+static void print_replay(const struct replay *rp)
 {
 	double span = (double)(rp->t_last - rp->t_first);
 
-	printf("%s\n", title);
+	printf("%s%s\n", rp->name,
+	       rp->kind == RK_FIRSTFIT  ? " (baseline: first fit, linear scan)"
+	       : rp->kind == RK_BESTFIT ? " (baseline: best fit, linear scan)"
+					: " (sched_place)");
 	printf("  jobs placed             %" PRIu64 "\n", rp->placed);
 	printf("  jobs failed             %" PRIu64 " (%" PRIu64 " of them asking GPUs)\n",
 	       rp->failed, rp->failed_gpu);
@@ -1183,95 +1254,282 @@ static void print_replay(const char *title, const struct replay *rp)
 	       (double)rp->place_ns / 1e6, per_sec(rp->njobs, rp->place_ns));
 }
 
+/* The runs side by side: one row per measure, one column per policy. */
+static void print_table(const struct replay *runs, uint32_t nruns)
+{
+	printf("\n%-34s", "side by side");
+	for (uint32_t i = 0; i < nruns; i++)
+		printf(" %9s", runs[i].name);
+	printf("\n%-34s", "GPU allocated at end, %");
+	for (uint32_t i = 0; i < nruns; i++)
+		printf(" %9.2f", share_pct(runs[i].alloc_milli, runs[i].cap_milli));
+	printf("\n%-34s", "at the first failed GPU job, %");
+	for (uint32_t i = 0; i < nruns; i++) {
+		if (runs[i].failed_once)
+			printf(" %9.2f", share_pct(runs[i].first_fail_milli, runs[i].cap_milli));
+		else
+			printf(" %9s", "-");
+	}
+	printf("\n%-34s", "jobs failed");
+	for (uint32_t i = 0; i < nruns; i++)
+		printf(" %9" PRIu64, runs[i].failed);
+	printf("\n%-34s", "placements/s");
+	for (uint32_t i = 0; i < nruns; i++)
+		printf(" %9.0f", per_sec(runs[i].njobs, runs[i].place_ns));
+	printf("\n");
+}
+
+/* The inflated curve: allocated share at each STEP_PCT of arrived work. */
+static int print_curve(const struct replay *runs, uint32_t nruns, const char *csv_path)
+{
+	uint32_t nsteps = runs[0].nsteps;
+	FILE *f = NULL;
+
+	for (uint32_t i = 1; i < nruns; i++)
+		if (runs[i].nsteps < nsteps)
+			nsteps = runs[i].nsteps;
+	if (csv_path) {
+		f = fopen(csv_path, "w");
+		if (!f) {
+			fprintf(stderr, "mlbench replay: %s: %s\n", csv_path, strerror(errno));
+			return 1;
+		}
+		fprintf(f, "arrived_pct");
+		for (uint32_t i = 0; i < nruns; i++)
+			fprintf(f, ",%s", runs[i].name);
+		fprintf(f, "\n");
+	}
+	printf("\nGPU allocated (%% of capacity) as the arrived GPU demand grows\n%-12s",
+	       "arrived %");
+	for (uint32_t i = 0; i < nruns; i++)
+		printf(" %9s", runs[i].name);
+	printf("\n");
+	for (uint32_t k = 1; k <= nsteps; k++) {
+		printf("%-12u", k * STEP_PCT);
+		if (f)
+			fprintf(f, "%u", k * STEP_PCT);
+		for (uint32_t i = 0; i < nruns; i++) {
+			double v = share_pct(runs[i].step_milli[k], runs[i].cap_milli);
+
+			printf(" %9.2f", v);
+			if (f)
+				fprintf(f, ",%.3f", v);
+		}
+		printf("\n");
+		if (f)
+			fprintf(f, "\n");
+	}
+	if (f && fclose(f) != 0) {
+		fprintf(stderr, "mlbench replay: %s: %s\n", csv_path, strerror(errno));
+		return 1;
+	}
+	if (f)
+		printf("curve written to %s\n", csv_path);
+	return 0;
+}
+
+/* Parse --policy: names separated by commas; "all" is the two baselines
+ * and every policy known (built in and loaded). */
+static int parse_runs(const char *text, bool baseline, struct replay *runs, uint32_t *nruns)
+{
+	char *copy = xstrdup(text), *save = NULL, *tok;
+	uint32_t n = 0;
+	int rc = EXIT_BAD;
+
+	if (strcmp(text, "all") == 0) {
+		free(copy);
+		copy = xstrdup("firstfit,bestfit");
+		for (uint32_t i = 0; i < sched_policy_count(); i++) {
+			char *c = xasprintf("%s,%s", copy, sched_policy_at(i)->name);
+
+			free(copy);
+			copy = c;
+		}
+	} else if (baseline && !strstr(text, "firstfit")) {
+		char *c = xasprintf("%s,firstfit", copy);
+
+		free(copy);
+		copy = c;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		struct replay *rp = &runs[n];
+
+		if (n == MAX_RUNS) {
+			fprintf(stderr, "mlbench replay: --policy: more than %d policies\n", MAX_RUNS);
+			goto out;
+		}
+		memset(rp, 0, sizeof(*rp));
+		if (strcmp(tok, "firstfit") == 0) {
+			rp->kind = RK_FIRSTFIT;
+			rp->name = "firstfit";
+		} else if (strcmp(tok, "bestfit") == 0) {
+			rp->kind = RK_BESTFIT;
+			rp->name = "bestfit";
+		} else if ((rp->policy = sched_policy_find(tok)) != NULL) {
+			rp->kind = RK_SCHED;
+			rp->name = rp->policy->name;
+		} else {
+			fprintf(stderr, "mlbench replay: no policy \"%s\" (firstfit, bestfit, or one "
+				"of:", tok);
+			for (uint32_t i = 0; i < sched_policy_count(); i++)
+				fprintf(stderr, " %s", sched_policy_at(i)->name);
+			fprintf(stderr, ")\n");
+			goto out;
+		}
+		n++;
+	}
+	*nruns = n;
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+/* The arrivals: the trace in creation order, then (inflate > 0) tasks
+ * sampled from it with replacement until the GPU demand that arrived is
+ * inflate % of the capacity.  Sampled tasks arrive after the trace and never
+ * end. */
+static struct rjob *make_arrivals(const struct rjob *jobs, uint32_t njobs, uint64_t cap_milli,
+				  uint64_t inflate, uint64_t seed, uint32_t *nout)
+{
+	uint64_t arrived = 0, goal = cap_milli * inflate / 100, state = seed, gpu_jobs = 0;
+	size_t n = njobs, cap = njobs;
+	struct rjob *out = xmalloc(cap * sizeof(*out));
+
+	memcpy(out, jobs, njobs * sizeof(*out));
+	for (uint32_t j = 0; j < njobs; j++) {
+		arrived += jobs[j].res.gpus_milli;
+		gpu_jobs += jobs[j].res.gpus_milli > 0;
+	}
+	while (inflate > 0 && gpu_jobs > 0 && arrived < goal && n < UINT32_MAX / 2) {
+		struct rjob *j;
+
+		if (n == cap) {
+			cap *= 2;
+			out = xrealloc(out, cap * sizeof(*out));
+		}
+		j = &out[n];
+		*j = jobs[rng_next(&state) % njobs];
+		j->create = jobs[njobs - 1].create;
+		j->delete = UINT64_MAX;
+		j->order = (uint32_t)n;
+		arrived += j->res.gpus_milli;
+		n++;
+	}
+	*nout = (uint32_t)n;
+	return out;
+}
+
 static int cmd_replay(int argc, char **argv)
 {
-	const char *nodes_path, *jobs_path, *pname;
-	bool no_del, no_baseline;
+	const char *nodes_path, *jobs_path, *pname, *csv_path, *mix, *plugdir;
+	bool no_del, no_baseline, quiet;
+	uint64_t inflate, seed;
 	const struct opt tab[] = {
 		{"nodes", OPT_STR, NULL, "nodes CSV: name,cpu_milli,memory_mib,gpu,model",
 		 &nodes_path},
-		{"jobs", OPT_STR, NULL, "jobs CSV: name,cpu_milli,memory_mib,num_gpu,gpu_milli,"
-		 "gpu_spec,creation_time,deletion_time", &jobs_path},
-		{"policy", OPT_STR, "binpack", "placement policy", &pname},
+		{"jobs", OPT_STR, NULL, "jobs CSV: name,cpu_milli,memory_mib,num_gpu,gpu_milli"
+		 "[,gpu_spec][,creation_time][,deletion_time] (other columns ignored)", &jobs_path},
+		{"policy", OPT_STR, "binpack",
+		 "policies, comma-separated: firstfit, bestfit, binpack, spread, fgd, a plugin's; "
+		 "or all", &pname},
 		{"no-deletions", OPT_BOOL, "false", "never release a job", &no_del},
-		{"no-baseline", OPT_BOOL, "false", "skip the first-fit baseline", &no_baseline},
+		{"no-baseline", OPT_BOOL, "false", "do not add the first-fit baseline", &no_baseline},
+		{"inflate", OPT_UINT, "0", "after the trace, submit tasks sampled from it until "
+		 "this percentage of GPU capacity has arrived (implies --no-deletions); prints the curve",
+		 &inflate},
+		{"seed", OPT_UINT, "1", "seed of the sampled tasks", &seed},
+		{"csv", OPT_STR, NULL, "write the curve (--inflate) to this CSV file", &csv_path},
+		{"mix", OPT_STR, "trace", "workload mix for fgd: trace (every task of the job "
+		 "list, as the paper does) or seen (learned from the tasks placed so far)", &mix},
+		{"plugin-dir", OPT_STR, NULL, "load placement policy plugins (*.so) from here",
+		 &plugdir},
+		{"quiet", OPT_BOOL, "false", "only the side-by-side table and the curve", &quiet},
 		{NULL, 0, NULL, NULL, NULL},
 	};
 	struct rnode *nodes = NULL;
-	struct rjob *jobs = NULL;
-	uint32_t nnodes = 0, njobs = 0;
-	struct replay ours, base;
+	struct rjob *jobs = NULL, *arr = NULL;
+	uint32_t nnodes = 0, njobs = 0, narr = 0, nruns = 0;
+	uint64_t cap_milli = 0, demand = 0;
+	struct replay *runs = xcalloc(MAX_RUNS, sizeof(*runs));
 	char err[256];
 	int nargs, rc;
 
-	memset(&ours, 0, sizeof(ours));
-	memset(&base, 0, sizeof(base));
 	rc = opt_parse(tab, argc, argv, &nargs, "mlbench replay", "--nodes FILE --jobs FILE",
 		       err, sizeof(err));
-	if (rc == 1)
+	if (rc == 1) {
+		free(runs);
 		return 0;
+	}
 	if (rc != 0 || nargs != 0 || !nodes_path || !jobs_path) {
 		fprintf(stderr, "mlbench replay: %s\n",
 			rc     ? err
 			: nargs ? "unexpected argument"
 				: "--nodes and --jobs are required");
+		free(runs);
 		return EXIT_BAD;
 	}
 	rc = EXIT_BAD;
-	ours.policy = sched_policy_find(pname);
-	if (!ours.policy) {
-		fprintf(stderr, "mlbench replay: no policy \"%s\" (built in: binpack, spread)\n",
-			pname);
+	if (strcmp(mix, "trace") != 0 && strcmp(mix, "seen") != 0) {
+		fprintf(stderr, "mlbench replay: --mix is trace or seen, not \"%s\"\n", mix);
 		goto out;
 	}
+	if (inflate > MAX_STEPS * STEP_PCT) {
+		fprintf(stderr, "mlbench replay: --inflate at most %d\n", MAX_STEPS * STEP_PCT);
+		goto out;
+	}
+	if (plugdir && sched_policy_load_dir(plugdir, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mlbench replay: --plugin-dir: %s\n", err);
+		goto out;
+	}
+	if (parse_runs(pname, !no_baseline, runs, &nruns) != 0)
+		goto out;
 	if (load_nodes(nodes_path, &nodes, &nnodes) != 0 || load_jobs(jobs_path, &jobs, &njobs))
 		goto out;
 	qsort(jobs, njobs, sizeof(*jobs), cmp_create);
+	for (uint32_t i = 0; i < nnodes; i++)
+		cap_milli += (uint64_t)nodes[i].cap.ngpus * MILLI;
+	if (inflate)
+		no_del = true;
+	arr = make_arrivals(jobs, njobs, cap_milli, inflate, seed, &narr);
+	for (uint32_t j = 0; j < narr; j++)
+		demand += arr[j].res.gpus_milli;
 
-	ours.nodes = base.nodes = nodes;
-	ours.nnodes = base.nnodes = nnodes;
-	ours.jobs = base.jobs = jobs;
-	ours.njobs = base.njobs = njobs;
-	ours.deletions = base.deletions = !no_del;
+	printf("mlbench replay: %" PRIu32 " nodes, %" PRIu32 " jobs", nnodes, njobs);
+	if (inflate)
+		printf(" + %" PRIu32 " sampled (seed %" PRIu64 ") to %" PRIu64 "%% of capacity",
+		       narr - njobs, seed, inflate);
+	printf(", %s, mix %s\n", no_del ? "no deletions" : "with deletions", mix);
+	printf("  GPU capacity            %" PRIu64 " milli-GPUs (%" PRIu64 " GPUs); GPU demand "
+	       "%.2f%% of it\n", cap_milli, cap_milli / MILLI, share_pct(demand, cap_milli));
 	rc = 1;
-	if (replay_run(&ours) != 0)
-		goto out;
-	printf("mlbench replay: %" PRIu32 " nodes, %" PRIu32 " jobs, policy %s, %s\n", nnodes,
-	       njobs, ours.policy->name, no_del ? "no deletions" : "with deletions");
-	printf("  GPU capacity            %" PRIu64 " milli-GPUs (%" PRIu64 " GPUs)\n",
-	       ours.cap_milli, ours.cap_milli / MILLI);
-	print_replay("ours (sched_place)", &ours);
-	if (no_baseline) {
-		rc = 0;
-		goto out;
+	for (uint32_t i = 0; i < nruns; i++) {
+		struct replay *rp = &runs[i];
+
+		rp->nodes = nodes;
+		rp->nnodes = nnodes;
+		rp->jobs = arr;
+		rp->njobs = narr;
+		rp->deletions = !no_del;
+		rp->mix_trace = strcmp(mix, "trace") == 0;
+		if (replay_run(rp) != 0)
+			goto out;
+		if (!quiet)
+			print_replay(rp);
+		/* Keep only the figures: a big trace times many policies adds up. */
+		replay_free(rp);
 	}
-	if (replay_run(&base) != 0)
+	print_table(runs, nruns);
+	if (inflate && print_curve(runs, nruns, csv_path) != 0)
 		goto out;
-	print_replay("baseline (first fit, linear scan)", &base);
-	printf("difference (ours - baseline)\n");
-	printf("  GPU allocated at end    %+.2f points\n",
-	       share_pct(ours.alloc_milli, ours.cap_milli) -
-	       share_pct(base.alloc_milli, base.cap_milli));
-	if (!no_del)
-		printf("  GPU allocated, peak     %+.2f points\n",
-		       share_pct(ours.peak_milli, ours.cap_milli) -
-		       share_pct(base.peak_milli, base.cap_milli));
-	if (ours.failed_once && base.failed_once)
-		printf("  GPU allocated at the first failed GPU job     %+.2f points\n",
-		       share_pct(ours.first_fail_milli, ours.cap_milli) -
-		       share_pct(base.first_fail_milli, base.cap_milli));
-	if (no_del && ours.full_once && base.full_once)
-		printf("  GPU allocated when demand arrived = capacity  %+.2f points\n",
-		       share_pct(ours.full_milli, ours.cap_milli) -
-		       share_pct(base.full_milli, base.cap_milli));
-	printf("  jobs failed             %+" PRId64 "\n",
-	       (int64_t)ours.failed - (int64_t)base.failed);
 	rc = 0;
 out:
-	replay_free(&ours);
-	replay_free(&base);
+	for (uint32_t i = 0; i < MAX_RUNS; i++)
+		replay_free(&runs[i]);
+	free(runs);
 	free(nodes);
 	free(jobs);
+	free(arr);
 	return rc;
 }
 

@@ -144,7 +144,7 @@ start_agent() {
 		>>"$T/agent-$name.log" 2>&1 &
 	AGENT_PID[$name]=$!
 	wait_for 5 node_ready "$name" || {
-		log "agent $name did not register"
+		log "agent $name did not register:"; sed "s/^/#   /" "$T/agent-$name.log"
 		return 1
 	}
 }

@@ -3,8 +3,8 @@
  * scratch after every event.
  *
  * Events: submit (mixes of whole GPUs, shares, CPU-only, gangs, constraints,
- * models, priorities, both policies), finish, node add, node remove (its jobs
- * are released and requeued), drain and undrain.  After each event the test
+ * models, priorities, the binpack, spread and fgd policies), finish, node
+ * add, node remove (its jobs are released and requeued), drain and undrain.  After each event the test
  * runs sched_pass() and applies its actions as the master would (PLACED:
  * running; PREEMPT: the victim's tasks stop, its slots are released and it is
  * requeued, then the next turn's pass runs).  After every pass an independent
@@ -563,7 +563,8 @@ static void ev_submit(struct world *w)
 	if (rnd(w, 8) == 0)
 		snprintf(j->model, sizeof(j->model), "%s", rnd(w, 2) ? "h100" : "A100");
 	r->gpu_model = j->model[0] ? j->model : NULL;
-	r->policy = rnd(w, 3) == 0 ? &sched_spread : NULL;
+	c = rnd(w, 4);
+	r->policy = c == 0 ? &sched_spread : c == 1 ? &sched_fgd : NULL;
 	j->sj.order = w->next_order++;
 	j->sj.may_preempt = true;
 }

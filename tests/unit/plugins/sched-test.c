@@ -1,8 +1,9 @@
 /*
  * sched-test.c - the scheduler core: the free-GPU index, the binpack and
  * spread policies, gangs all or nothing, constraints and GPU models,
- * reservation with backfill, preemption, explanations, policy plugins and
- * node removal.
+ * reservation with backfill, preemption, explanations, policy plugins,
+ * node removal, the workload mix, fgd's fragmentation score and the
+ * preference that leaves model-constrained nodes to constrained tasks.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -729,6 +730,205 @@ static void test_gpu_model(void **state)
 	sched_free(s);
 }
 
+/* ---- the workload mix, fgd, and keeping constrained nodes ---- */
+
+static void mix_add(struct sched *s, uint32_t gpus_milli, const char *model, double w)
+{
+	struct res r;
+	const char *m = model;
+
+	memset(&r, 0, sizeof(r));
+	r.gpus_milli = gpus_milli;
+	r.mem = GiB;
+	r.cpu_milli = 1000;
+	sched_mix_add(s, &r, &m, model ? 1 : 0, w);
+}
+
+static void test_mix(void **state)
+{
+	struct sched *s = sched_new();
+	struct sched_node *a = add(s, "a", 4, "NVIDIA A100-SXM4-80GB", NULL);
+	struct sched_node *t = add(s, "t", 2, "Tesla T4", NULL);
+	const struct sched_shape *m;
+	double sum = 0;
+
+	sched_mix_config(s, 0, false);
+	assert_int_equal(sched_mix_len(s), 0);
+	mix_add(s, 1000, NULL, 3);
+	mix_add(s, 500, "t4", 1);
+	assert_int_equal(sched_mix_len(s), 2);
+	m = sched_mix_at(s, 0);
+	assert_int_equal(m->gpus_milli, 1000);
+	assert_int_equal(m->cons, 0);
+	assert_int_equal(m->cpu_milli, 1000);
+	assert_true(m->share > 0.749 && m->share < 0.751);
+	m = sched_mix_at(s, 1);
+	assert_int_not_equal(m->cons, 0);
+	assert_null(sched_mix_at(s, 2));
+	/* Only the T4 node serves the constrained quarter. */
+	assert_int_equal(sched_mix_node_mask(s, a), 0);
+	assert_int_equal(sched_mix_node_mask(s, t), m->cons);
+	assert_true(sched_mix_reserved(s, a) == 0);
+	assert_true(sched_mix_reserved(s, t) > 0.249 && sched_mix_reserved(s, t) < 0.251);
+	for (uint32_t i = 0; i < sched_mix_len(s); i++)
+		sum += sched_mix_at(s, i)->share;
+	assert_true(sum > 0.999 && sum < 1.001);
+
+	/* Decay: with a half-life of one task, the last task outweighs all
+	 * earlier ones together. */
+	sched_mix_clear(s);
+	sched_mix_config(s, 1, false);
+	for (int i = 0; i < 10; i++)
+		mix_add(s, 1000, NULL, 1);
+	mix_add(s, 2000, NULL, 1);
+	assert_int_equal(sched_mix_len(s), 2);
+	assert_true(sched_mix_at(s, 1)->share > 0.49);
+
+	/* Learning: placements feed the mix unless switched off. */
+	sched_mix_clear(s);
+	sched_mix_config(s, 0, true);
+	{
+		struct sched_req r = rq(1, 2, 1000);
+		struct sched_slot slots[2];
+
+		assert_int_equal(sched_place(s, &r, slots), 0);
+		assert_int_equal(sched_mix_len(s), 1);
+		sched_mix_config(s, 0, false);
+		r.res.gpus_milli = 250;
+		assert_int_equal(sched_place(s, &r, slots), 0);
+		assert_int_equal(sched_mix_len(s), 1);
+	}
+	sched_free(s);
+}
+
+/* A node with 4 A100 cards, card 0 holding share milli. */
+static struct sched_node *add_shared(struct sched *s, const char *name, uint32_t share)
+{
+	struct sched_node *n = add(s, name, 4, NULL, NULL);
+
+	if (share) {
+		struct sched_req r = rq(100, 1, share);
+		struct sched_slot slot;
+
+		memset(&slot, 0, sizeof(slot));
+		slot.node = n->id;
+		slot.ngpus = 1;
+		slot.gpu_pos[0] = 0;
+		assert_int_equal(sched_take(s, &r.res, &slot, 1), 0);
+	}
+	return n;
+}
+
+static void test_fgd_score(void **state)
+{
+	struct sched *s = sched_new();
+	struct sched_node *a = add_shared(s, "a", 0);   /* 4 free cards */
+	struct sched_node *b = add_shared(s, "b", 600); /* 400 left on card 0 */
+	struct sched_req r = rq(1, 1, 400);
+	struct sched_slot slot;
+	double d;
+
+	/* An empty mix: nothing is a fragment. */
+	sched_mix_config(s, 0, false);
+	assert_true(sched_fgd_frag(s, b) == 0);
+
+	/* Half whole 1-GPU tasks, half 0.5-GPU shares. */
+	mix_add(s, 1000, NULL, 1);
+	mix_add(s, 500, NULL, 1);
+	assert_true(sched_fgd_frag(s, a) == 0);
+	/* b's 400 are a fragment for both shapes: 0.5 * 400 + 0.5 * 400. */
+	assert_true(sched_fgd_frag(s, b) > 399.99 && sched_fgd_frag(s, b) < 400.01);
+
+	/* A 0.4 share fills b's card exactly: the fragment goes away. */
+	assert_int_equal(sched_fgd_delta(s, b, &r, &d), 0);
+	assert_true(d > -400.01 && d < -399.99);
+	/* On a it opens a card and leaves 600, a fragment for whole GPUs only. */
+	assert_int_equal(sched_fgd_delta(s, a, &r, &d), 0);
+	assert_true(d > 299.99 && d < 300.01);
+	r.policy = &sched_fgd;
+	assert_int_equal(sched_place(s, &r, &slot), 0);
+	assert_int_equal(slot.node, b->id);
+	assert_int_equal(slot.gpu_pos[0], 0);
+	check_index(s);
+
+	/* Whole GPUs do not fit a shared card: a 4-GPU task does not fit b. */
+	r.res.gpus_milli = 4000;
+	assert_int_equal(sched_fgd_delta(s, b, &r, &d), ERR_NOFIT);
+
+	/* CPU: a node whose CPU is gone strands all its GPUs for every shape. */
+	{
+		struct sched_node *c = add_shared(s, "c", 0);
+		struct sched_req cpu = rq(2, 1, 0);
+		struct res held;
+
+		cpu.res.cpu_milli = 63500;
+		cpu.res.mem = GiB;
+		assert_int_equal(sched_fgd_delta(s, c, &cpu, &d), 0);
+		assert_true(d > 3999.99 && d < 4000.01);
+		/* ... so a CPU-only task goes where it strands nothing: with a's
+		 * cards all taken, a is the one node where it strands no GPU. */
+		hold(s, a, 4, &slot, &held);
+		cpu.res.cpu_milli = 63000;
+		cpu.policy = &sched_fgd;
+		assert_int_equal(sched_place(s, &cpu, &slot), 0);
+		assert_int_equal(slot.node, a->id);
+	}
+	sched_free(s);
+}
+
+/* A task that accepts any GPU leaves the only nodes a constrained shape can
+ * use to it when other nodes fit: binpack would otherwise fill the small T4
+ * node first (lowest bucket). */
+static void test_model_aware(void **state)
+{
+	const struct sched_policy *pol[] = {&sched_binpack, &sched_fgd};
+
+	for (size_t k = 0; k < 2; k++) {
+		struct sched *s = sched_new();
+		struct sched_node *t = add(s, "t", 2, "Tesla T4", NULL);
+		struct sched_node *a = add(s, "a", 8, "NVIDIA A100-SXM4-80GB", NULL);
+		struct sched_req any = rq(1, 1, 1000), t4 = rq(2, 1, 2000);
+		struct sched_slot slot;
+
+		any.policy = t4.policy = pol[k];
+		t4.gpu_model = "T4";
+		/* No constrained shape seen yet: plain packing, T4 first. */
+		assert_int_equal(sched_place(s, &any, &slot), 0);
+		assert_int_equal(slot.node, t->id);
+		sched_release(s, &any.res, &slot, 1);
+
+		/* The mix learns of T4-only tasks (a placement that fails counts). */
+		hold(s, t, 1, &slot, &any.res);
+		assert_int_equal(sched_place(s, &t4, &slot), ERR_NOFIT);
+		sched_release(s, &any.res, &slot, 1);
+		any.res.cpu_milli = 1000;
+		any.res.mem = GiB;
+		assert_true(sched_mix_reserved(s, t) > 0);
+		assert_true(sched_mix_reserved(s, a) == 0);
+
+		for (int i = 0; i < 3; i++) {
+			assert_int_equal(sched_place(s, &any, &slot), 0);
+			assert_int_equal(slot.node, a->id);
+		}
+		assert_int_equal(sched_place(s, &t4, &slot), 0);
+		assert_int_equal(slot.node, t->id);
+		/* Shares too, for binpack: a fresh card on a, not on t. */
+		any.res.gpus_milli = 300;
+		assert_int_equal(sched_place(s, &any, &slot), 0);
+		assert_int_equal(slot.node, a->id);
+		/* With a full, t is what is left: the preference never refuses. */
+		{
+			struct sched_req big = rq(3, 1, 4000);
+
+			big.policy = pol[k];
+			assert_int_equal(sched_place(s, &big, &slot), 0);
+			assert_int_equal(slot.node, a->id);
+		}
+		check_index(s);
+		sched_free(s);
+	}
+}
+
 /* ---- explanations ---- */
 
 static void test_explain(void **state)
@@ -1146,10 +1346,15 @@ static void test_policy_register(void **state)
 
 	assert_ptr_equal(sched_policy_find("binpack"), &sched_binpack);
 	assert_ptr_equal(sched_policy_find("spread"), &sched_spread);
+	assert_ptr_equal(sched_policy_find("fgd"), &sched_fgd);
+	assert_int_equal(sched_policy_count(), 3);
+	assert_ptr_equal(sched_policy_at(2), &sched_fgd);
+	assert_null(sched_policy_at(3));
 	assert_null(sched_policy_find("mine"));
 	assert_null(sched_policy_find(NULL));
 	assert_int_equal(sched_policy_register(&mine, why, sizeof(why)), 0);
 	assert_ptr_equal(sched_policy_find("mine"), &mine);
+	assert_ptr_equal(sched_policy_at(3), &mine);
 	assert_int_equal(sched_policy_register(&mine, why, sizeof(why)), ERR_EXIST);
 	assert_int_equal(sched_policy_register(&dup, why, sizeof(why)), ERR_EXIST);
 	assert_non_null(strstr(why, "already registered"));
@@ -1242,6 +1447,9 @@ int main(void)
 		cmocka_unit_test(test_cons_parse),
 		cmocka_unit_test(test_constraints),
 		cmocka_unit_test(test_gpu_model),
+		cmocka_unit_test(test_mix),
+		cmocka_unit_test(test_fgd_score),
+		cmocka_unit_test(test_model_aware),
 		cmocka_unit_test(test_explain),
 		cmocka_unit_test(test_reservation_backfill),
 		cmocka_unit_test(test_never_fits_and_order),
