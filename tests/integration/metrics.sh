@@ -55,7 +55,7 @@ cat >"$T/mem.yaml" <<YAML
 name: mem
 kind: batch
 image: $MLS_ROOTFS
-command: [sh, -c, 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=200 2>/dev/null; exec sleep 1000']
+command: [sh, -c, 'dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>/dev/null; exec sleep 1000']
 resources: {memory: 512M}
 constraints: [box=b]
 YAML
