@@ -302,6 +302,21 @@ static bool update_capacity(struct node *n, const cJSON *cap)
 			n->dirty = true;
 		}
 	}
+	{
+		/* A GPU that is lost or erring (NVML): no new work here until
+		 * it clears; running tasks are left alone. */
+		const char *ge = "";
+		wire_get_str(cap, "gpu_error", REASON_MAX - 1, &ge);
+		if (strcmp(ge, n->gpu_error) != 0) {
+			if (*ge)
+				log_warn("node=%s unschedulable: %s", n->name, ge);
+			else
+				log_info("node=%s GPUs healthy again: schedulable", n->name);
+			strlcpy_ok(n->gpu_error, ge, sizeof(n->gpu_error));
+			n->dirty = true;
+			changed = true;
+		}
+	}
 	if (wire_get_object(cap, "labels", &labels) == 0 && !cJSON_Compare(labels, n->labels, 1)) {
 		cJSON_Delete(n->labels);
 		n->labels = cJSON_Duplicate(labels, 1);

@@ -123,6 +123,7 @@ struct node {
 	struct res_node cap;    /* capacity as the agent reports it (used fields 0) */
 	struct sched_node *sn;  /* the scheduler's copy: allocations live here */
 	uint32_t port_lo, port_hi; /* the agent's --ports range */
+	char gpu_error[REASON_MAX]; /* what NVML reports wrong: no new work while set */
 	uint32_t port_next;     /* where the next port search starts */
 	cJSON *labels;          /* object, owned */
 	uint64_t registered;    /* wall ms */

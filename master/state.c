@@ -684,6 +684,8 @@ cJSON *node_to_json(const struct node *n, bool full)
 	cJSON_AddStringToObject(o, "name", n->name);
 	cJSON_AddStringToObject(o, "state", n->state == NODE_READY ? "ready" : "lost");
 	cJSON_AddBoolToObject(o, "drained", n->drained);
+	if (n->gpu_error[0])
+		cJSON_AddStringToObject(o, "gpu_error", n->gpu_error);
 	cJSON_AddStringToObject(o, "address", n->address);
 	cJSON_AddNumberToObject(o, "cpu_milli", n->cap.cpu_total);
 	cJSON_AddNumberToObject(o, "memory", (double)n->cap.mem_total);

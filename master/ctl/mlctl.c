@@ -739,8 +739,10 @@ static int cmd_nodes(int argc, char **argv)
 		if (gn)
 			snprintf(gpct, sizeof(gpct), "%.0f", gsum / gn);
 		printf("%-16s %-8s %9s %13s %17s %5.0f %5s  %s\n", str(n, "name"),
-		       drained ? "drained" : str(n, "state"), gpus, cpus, mem,
-		       num(n, "util_cpu_pct"), gpct, labels);
+		       drained ? "drained" : *str(n, "gpu_error") ? "gpu-err" : str(n, "state"),
+		       gpus, cpus, mem, num(n, "util_cpu_pct"), gpct, labels);
+		if (*str(n, "gpu_error"))
+			printf("  unschedulable: %s\n", str(n, "gpu_error"));
 	}
 	cJSON_Delete(r);
 	return 0;
