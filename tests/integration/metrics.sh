@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prometheus metrics of a real master and agent (scraped over HTTP), checked
 # after known events (a placement, a restart, a node loss), and `mlctl top
-# -o json` against what containers are known to use: one that holds 200 MiB
-# in its /dev/shm, one that burns a whole core.
+# -o json` against what containers are known to use: one that writes 200 MiB
+# to its /tmp (page cache, charged to its cgroup), one that burns a core.
 . "$(dirname "$0")/lib.sh"
 
 MP=$((30000 + RANDOM % 2000))
