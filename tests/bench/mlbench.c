@@ -1539,11 +1539,18 @@ static void usage(FILE *f)
 		"usage: mlbench sched [options]    place synthetic jobs on simulated nodes\n"
 		"       mlbench replay --nodes FILE --jobs FILE [options]\n"
 		"                                  replay a cluster trace\n"
-		"       mlbench sched|replay --help\n");
+		"       mlbench agents [--count N --interval 1s --tasks-per-agent N --submit N]\n"
+		"                                  simulated agents against a real mlmaster\n"
+		"       mlbench sched|replay|agents --help\n");
 }
+
+/* mlbench_agents.c */
+int agents_main(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "agents") == 0)
+		return agents_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "sched") == 0)
 		return cmd_sched(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "replay") == 0)
