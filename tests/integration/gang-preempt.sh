@@ -7,9 +7,9 @@
 . "$(dirname "$0")/lib.sh"
 
 start_master || exit 1
-start_agent a1 --gpus 2x80G:A100 --labels zone=a --address 10.0.0.1 || exit 1
-start_agent a2 --gpus 2x80G:A100 --labels zone=b --address 10.0.0.2 || exit 1
-start_agent a3 --gpus 4x40G:H100 --labels zone=b --address 10.0.0.3 || exit 1
+start_agent a1 --gpus 2x80G:A100 --labels zone=a,gpu=a100 --address 10.0.0.1 || exit 1
+start_agent a2 --gpus 2x80G:A100 --labels zone=b,gpu=a100 --address 10.0.0.2 || exit 1
+start_agent a3 --gpus 4x40G:H100 --labels zone=b,gpu=h100 --address 10.0.0.3 || exit 1
 
 # A gang of two 2-GPU workers on the A100 nodes.
 cat >"$T/gang.yaml" <<YAML
@@ -45,7 +45,11 @@ check "3x2-GPU A100+H100 gang fits (a1, a2, a3)" wait_for 10 job_state_is toobig
 # job on a3); then a high-priority job needs four GPUs on one node.  Only
 # evicting low2 helps, so only low2 goes, even though the gang's priority is
 # lower still.
-mlctl run --kind train --workers 2 --gpus 2 --priority -20 --name low --memory 64M "$MLS_ROOTFS" -- sleep 1000 >/dev/null
+# low is pinned to the A100 nodes: binpack keeps nodes that model-constrained
+# work of the mix (the A100 gang above) needs free while others fit, so an
+# unconstrained gang would go to a3.
+mlctl run --kind train --workers 2 --gpus 2 --priority -20 --name low --memory 64M \
+	--constraint gpu=a100 "$MLS_ROOTFS" -- sleep 1000 >/dev/null
 check "low gang runs" wait_for 10 job_state_is low running
 mlctl run --gpus 4 --priority -10 --name low2 --memory 64M "$MLS_ROOTFS" -- sh -c 'echo "low2 run"; sleep 1000' >/dev/null
 check "low2 runs" wait_for 10 job_state_is low2 running
