@@ -169,6 +169,9 @@ int main(int argc, char **argv)
 		 &m.cfg.sched_policy},
 		{"plugin-dir", OPT_STR, NULL, "folder of placement policy plugins (*.so)",
 		 &m.cfg.plugin_dir},
+		{"store-prefix", OPT_STR, NULL,
+		 "etcd: the key prefix of this cluster's records (default /mlsched/)",
+		 &m.cfg.store_prefix},
 		{"lease-ttl", OPT_DUR, "2s", "HA (etcd store): the leader lease; a dead leader is "
 		 "replaced within about this long", &m.cfg.lease_ttl_ms},
 		{"advertise-client-url", OPT_STR, NULL,
@@ -273,6 +276,33 @@ int main(int argc, char **argv)
 	lock_state_dir(m.cfg.state_dir);
 	if (!m.cfg.store_uri)
 		m.cfg.store_uri = store_uri = xasprintf("sqlite:%s/state.db", m.cfg.state_dir);
+	if (m.cfg.store_prefix) {
+		/* etcd://H:P,H:P plus --store-prefix P = etcd://H:P,H:P/P/ */
+		const char *hosts = strncmp(m.cfg.store_uri, "etcd://", 7) == 0
+					    ? m.cfg.store_uri + 7
+					    : NULL;
+		const char *p = m.cfg.store_prefix;
+		if (!hosts) {
+			fprintf(stderr, "mlmaster: --store-prefix applies to an etcd:// store only\n");
+			return 2;
+		}
+		if (strchr(hosts, '/')) {
+			fprintf(stderr, "mlmaster: --store %s has a prefix already; drop it or "
+					"--store-prefix\n",
+				m.cfg.store_uri);
+			return 2;
+		}
+		while (*p == '/')
+			p++;
+		if (!*p) {
+			fprintf(stderr, "mlmaster: --store-prefix \"%s\" is empty\n",
+				m.cfg.store_prefix);
+			return 2;
+		}
+		free(store_uri);
+		m.cfg.store_uri = store_uri = xasprintf("%s/%s%s", m.cfg.store_uri, p,
+							p[strlen(p) - 1] == '/' ? "" : "/");
+	}
 	if ((rv = store_open(m.cfg.store_uri, &m.store, err, sizeof(err))) != 0)
 		fatal("cannot open store %s: %s", m.cfg.store_uri, err);
 	randombytes_buf(rnd, sizeof(rnd));

@@ -173,6 +173,7 @@ struct master_cfg {
 	const char *listen;
 	const char *agent_listen;
 	const char *store_uri;
+	const char *store_prefix; /* etcd: --store-prefix */
 	uint64_t node_timeout_ms;
 	uint64_t grace_ms;       /* default stop grace */
 	const char *sched_policy; /* default policy name, NULL = per kind */

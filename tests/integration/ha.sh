@@ -29,7 +29,7 @@ done
 
 start_m() {
 	"$MLMASTER" --state-dir "$T/m$1" --listen "tcp://127.0.0.1:${CP[$1]}" \
-		--agent-listen "tcp://127.0.0.1:${AP[$1]}" --store "etcd://$ETCD_CLIENTS" \
+		--agent-listen "tcp://127.0.0.1:${AP[$1]}" --store "etcd://$ETCD_CLIENTS" --store-prefix /ha-test/ \
 		--lease-ttl 2s --grace 1s --log-level debug --debug store >>"$T/m$1.log" 2>&1 &
 	EXTRA_PID[m$1]=$!
 }
@@ -37,7 +37,7 @@ hactl() { "$MLCTL_BIN" --master "$CTL_LIST" --key "$T/master/admin.key" "$@"; }
 # The master whose record the leader key holds (1..3), or nothing.
 leader() {
 	local rec
-	rec=$(ETCDCTL_API=3 etcdctl --endpoints "$ETCD_CLIENTS" get /mlsched/leader --print-value-only 2>/dev/null)
+	rec=$(ETCDCTL_API=3 etcdctl --endpoints "$ETCD_CLIENTS" get /ha-test/leader --print-value-only 2>/dev/null)
 	for i in 1 2 3; do
 		grep -q "\"client\":\"tcp://127.0.0.1:${CP[i]}\"" <<<"$rec" && echo "$i" && return 0
 	done
@@ -47,6 +47,7 @@ has_leader() { [ -n "$(leader)" ]; }
 
 for i in 1 2 3; do start_m "$i"; done
 check "a leader is elected" wait_for 10 has_leader
+check "records live under --store-prefix" bash -c "ETCDCTL_API=3 etcdctl --endpoints '$ETCD_CLIENTS' get /ha-test/ --prefix --keys-only | grep -q '^/ha-test/leader\$'"
 mapfile -t sec < <(agent_sec)
 for a in a1 a2; do
 	"$MLAGENT" "${sec[@]}" --master "$AGENT_LIST" --name "$a" --state-dir "$T/agent-$a" \
