@@ -302,9 +302,11 @@ static void task_failure(const struct task *t, char *buf, size_t len)
 		snprintf(buf, len, "task %u killed by signal %d", t->idx, t->signal);
 	else if (t->state == TASK_EXITED)
 		snprintf(buf, len, "task %u exited with code %d", t->idx, t->exit_code);
-	else
+	else if (t->reason[0])
 		snprintf(buf, len, "task %u %s: %.200s", t->idx, task_state_str(t->state),
 			 t->reason);
+	else
+		snprintf(buf, len, "task %u %s", t->idx, task_state_str(t->state));
 }
 
 /* j no longer holds anyone up: its preemptor may preempt again. */
@@ -464,7 +466,9 @@ void job_update(struct master *m, struct job *j)
 			req_done++;
 		else if (task_terminal(t->state)) {
 			nbad++;
-			if (!bad)
+			/* The reason a job failed is the task that failed on
+			 * its own, not one we stopped because of it. */
+			if (!bad || (bad->stop_sent && !t->stop_sent))
 				bad = t;
 		}
 		if (t->state != TASK_NONE && !task_terminal(t->state)) {

@@ -23,4 +23,11 @@ mlctl run --name noimage /no/such/image -- true >/dev/null
 check "missing image fails the job" wait_for 10 job_state_is noimage failed
 r=$(job_field noimage reason)
 check "reason names the image ($r)" grep -q "/no/such/image: no such folder" <<<"$r"
+# A gang fails for the worker that failed, not for the ones stopped because
+# of it (they end "killed", with no reason of their own).
+mlctl run --kind train --workers 2 --name gfail "$MLS_ROOTFS" -- \
+	sh -c '[ "$RANK" = 1 ] && exit 3; exec sleep 1000' >/dev/null
+check "the gang fails" wait_for 15 job_state_is gfail failed
+r=$(job_field gfail reason)
+check "its reason names the failed worker ($r)" [ "$r" = "task 1 exited with code 3" ]
 finish
