@@ -19,8 +19,6 @@
 #include "wire.h"
 
 #define LOG_TIMEOUT_MS 5000
-/* How many of the newest jobs a repeated submission is looked for in. */
-#define REQUEST_ID_WINDOW 10000
 
 static void reply_err(struct master *m, const struct net_peer *peer, int code, const char *msg)
 {
@@ -113,19 +111,15 @@ static void do_submit(struct master *m, const struct net_peer *peer, cJSON *body
 	}
 	/* A resent submission (its reply was lost with a master that died)
 	 * answers with the job it made. */
-	if (wire_get_str(body, "request_id", 39, &rid) == 0 && *rid) {
-		size_t seen = 0;
-		for (size_t i = m->njobs; i-- > 0 && seen++ < REQUEST_ID_WINDOW;)
-			if (strcmp(m->jobs[i]->request_id, rid) == 0) {
-				r = cJSON_CreateObject();
-				cJSON_AddNumberToObject(r, "id", (double)m->jobs[i]->id);
-				cJSON_AddStringToObject(r, "name", m->jobs[i]->spec->name);
-				cJSON_AddBoolToObject(r, "repeated", true);
-				log_info("job=%" PRIu64 " submission %s repeated: answered again",
-					 m->jobs[i]->id, rid);
-				out_reply(m, m->ctl, peer, WIRE_OK, r);
-				return;
-			}
+	if (wire_get_str(body, "request_id", 39, &rid) == 0 && *rid &&
+	    (j = job_by_request(m, rid))) {
+		r = cJSON_CreateObject();
+		cJSON_AddNumberToObject(r, "id", (double)j->id);
+		cJSON_AddStringToObject(r, "name", j->spec->name);
+		cJSON_AddBoolToObject(r, "repeated", true);
+		log_info("job=%" PRIu64 " submission %s repeated: answered again", j->id, rid);
+		out_reply(m, m->ctl, peer, WIRE_OK, r);
+		return;
 	}
 	if (spec_from_json(sj, &spec, err, sizeof(err)) != 0) {
 		reply_err(m, peer, ERR_INVAL, err);
@@ -161,6 +155,7 @@ static void do_submit(struct master *m, const struct net_peer *peer, cJSON *body
 	}
 	j = job_create(m, spec);
 	strlcpy_ok(j->request_id, rid, sizeof(j->request_id));
+	job_index(m, j);
 	m->stats.submitted++;
 	log_info("job=%" PRIu64 " name=%s kind=%s tasks=%u submitted", j->id, spec->name,
 		 spec_kind_str(spec->kind), j->ntasks);

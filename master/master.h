@@ -217,6 +217,10 @@ struct master {
 	size_t index_cap;
 	struct node **node_by_id;
 	size_t by_id_cap;
+	/* Job name -> the newest job of that name, and a submission's
+	 * request id -> its job (open addressing, at most half full). */
+	struct job **by_name, **by_rid;
+	size_t by_name_cap, by_rid_cap, by_name_n, by_rid_n;
 	bool sched_dirty;     /* something changed that may let a job place */
 	struct logreq *logreqs;
 	uint64_t next_logreq;
@@ -257,6 +261,10 @@ struct job *job_find(struct master *m, const char *ref); /* id or name */
 /* Mark j to be written at the end of this turn. */
 void job_dirty(struct master *m, struct job *j);
 struct job *job_by_id(struct master *m, uint64_t id);
+/* The job a submission with this request id made, or NULL. */
+struct job *job_by_request(struct master *m, const char *rid);
+/* Index j under its name and request id (job_create and loading do). */
+void job_index(struct master *m, struct job *j);
 struct node *node_find(struct master *m, const char *name);
 struct node *node_add(struct master *m, const char *name);
 /* The node the scheduler core knows as id, or NULL. */

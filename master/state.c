@@ -65,28 +65,67 @@ struct job *job_by_id(struct master *m, uint64_t id)
 	return NULL;
 }
 
+static uint64_t name_hash(const char *s);
+
+/* An index of jobs by a string key (the name or the request id). */
+static struct job **jx_slot(struct job **tab, size_t cap, const char *key, bool rid)
+{
+	size_t i = name_hash(key) & (cap - 1);
+
+	while (tab[i] && strcmp(rid ? tab[i]->request_id : tab[i]->spec->name, key) != 0)
+		i = (i + 1) & (cap - 1);
+	return &tab[i];
+}
+
+static void jx_put(struct job ***tab, size_t *cap, size_t *n, struct job *j, bool rid)
+{
+	const char *key = rid ? j->request_id : j->spec->name;
+	struct job **slot;
+
+	if ((*n + 1) * 2 > *cap) {
+		size_t ncap = *cap ? *cap * 2 : 256;
+		struct job **nt = xcalloc(ncap, sizeof(*nt));
+		for (size_t i = 0; i < *cap; i++)
+			if ((*tab)[i])
+				*jx_slot(nt, ncap, rid ? (*tab)[i]->request_id : (*tab)[i]->spec->name,
+					 rid) = (*tab)[i];
+		free(*tab);
+		*tab = nt;
+		*cap = ncap;
+	}
+	slot = jx_slot(*tab, *cap, key, rid);
+	if (!*slot)
+		(*n)++;
+	/* Ids only grow: the newest job of a name wins. */
+	if (!*slot || (*slot)->id < j->id)
+		*slot = j;
+}
+
+void job_index(struct master *m, struct job *j)
+{
+	jx_put(&m->by_name, &m->by_name_cap, &m->by_name_n, j, false);
+	if (j->request_id[0])
+		jx_put(&m->by_rid, &m->by_rid_cap, &m->by_rid_n, j, true);
+}
+
+struct job *job_by_request(struct master *m, const char *rid)
+{
+	return m->by_rid_cap && *rid ? *jx_slot(m->by_rid, m->by_rid_cap, rid, true) : NULL;
+}
+
 /*
  * A reference is a job id ("42") or a name.  A name picks the newest job of
- * that name that is not finished, else the newest one.
+ * that name: names are unique among unfinished jobs, so an unfinished one
+ * is always the newest.
  */
 struct job *job_find(struct master *m, const char *ref)
 {
 	char *end;
 	unsigned long long id = strtoull(ref, &end, 10);
-	struct job *done = NULL;
 
 	if (*ref >= '0' && *ref <= '9' && *end == '\0')
 		return job_by_id(m, id);
-	for (size_t i = m->njobs; i-- > 0;) {
-		struct job *j = m->jobs[i];
-		if (strcmp(j->spec->name, ref) != 0)
-			continue;
-		if (!job_terminal(j->state))
-			return j;
-		if (!done)
-			done = j;
-	}
-	return done;
+	return m->by_name_cap ? *jx_slot(m->by_name, m->by_name_cap, ref, false) : NULL;
 }
 
 static uint64_t name_hash(const char *s)
@@ -265,6 +304,7 @@ struct job *job_create(struct master *m, struct spec *spec)
 		serve_init(m, j, NULL);
 	job_dirty(m, j);
 	job_append(m, j);
+	job_index(m, j);
 	live_add(m, j);
 	m->sched_dirty = true;
 	return j;
@@ -1075,6 +1115,7 @@ static int load_job(const char *key, const void *val, size_t len, void *arg)
 		goto out;
 	}
 	job_append(m, j);
+	job_index(m, j);
 	if (!job_terminal(j->state))
 		live_add(m, j);
 	/* j->dirty: to be written again, once state_load has the tasks. */
@@ -1193,6 +1234,10 @@ void state_reset(struct master *m)
 		free(n->tasks);
 		free(n);
 	}
+	free(m->by_name);
+	free(m->by_rid);
+	m->by_name = m->by_rid = NULL;
+	m->by_name_cap = m->by_rid_cap = m->by_name_n = m->by_rid_n = 0;
 	free(m->node_index);
 	free(m->node_by_id);
 	m->node_index = m->node_by_id = NULL;
