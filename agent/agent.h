@@ -10,6 +10,7 @@
  *              ports and health probes of running tasks
  *   shim.c     the per-task shim process and the task folder's files
  *   probe.c    health checks (probe.h)
+ *   gpus.c     the GPUs: found at start, read at each SYNC, errors reported
  *   runc.c     bundles and runc calls (runc.h)
  *
  * Each task runs under its own shim ("mlagent shim DIR", see shim.c): a
@@ -68,12 +69,16 @@ struct agent_cfg {
 	const char *join;
 	const char *metrics_listen; /* HOST:PORT, NULL = off */
 	const char *ports;       /* --ports LO-HI */
+	const char *nvml_lib;    /* --nvml-lib: the NVML library to dlopen */
 	uint64_t cpus_milli, memory, heartbeat_ms;
 	bool insecure;
 	bool stop_tasks_on_exit; /* SIGTERM/SIGINT kill the containers too */
 };
 
 #define RAN_MAX 4096
+/* The capacity's "gpu_error" text, NUL included: the master takes at most
+ * 255 bytes (master.h's REASON_MAX). */
+#define GPU_REPORT_MAX 256
 
 struct agent {
 	struct {
@@ -107,8 +112,9 @@ struct agent {
 	/* capacity */
 	const struct gpu_ops *gpu;
 	void *gpu_ctx;
-	struct gpu_info gpus[GPU_MAX];
+	struct gpu_info gpus[GPU_MAX]; /* as found at start (gpus.c) */
 	size_t ngpus;
+	char gpu_error[GPU_REPORT_MAX]; /* the capacity's "gpu_error", "" = none */
 	uint32_t cpu_milli;
 	uint64_t mem_total;
 	uint16_t port_lo, port_hi; /* --ports: what the master hands to tasks */
@@ -125,7 +131,7 @@ struct agent {
 	struct {
 		double cpu_pct;
 		uint64_t mem_used;
-		struct gpu_util gpu[GPU_MAX];
+		struct gpu_util gpu[GPU_MAX]; /* entries with error set: no reading */
 		size_t ngpu;
 		uint64_t started, ended;
 		struct metrics_server *server;
@@ -256,6 +262,32 @@ int shim_write_num(const char *path, uint64_t v);
  */
 int shim_meta_write(struct agent *a, const struct atask *t, const char *logp,
 		    const cJSON *health, char *why, size_t whylen);
+
+/* ---- gpus.c: the node's GPUs ---- */
+
+/*
+ * Open the GPU plugin (static with --gpus, else NVML from --nvml-lib), list
+ * the GPUs into a->gpus (logged) and set a->gpu_error from the errors of
+ * those that could not be read.  A bad --gpus, an NVML that fails to start
+ * and a --nvml-lib that is not there are fatal; no NVML under its default
+ * name means a node without GPUs (a->gpu NULL).
+ */
+void gpus_setup(struct agent *a);
+/*
+ * For each SYNC: read every GPU's utilization and memory in use into
+ * a->stats.gpu (all a->ngpus of them; one with its error set has no
+ * reading) and set a->gpu_error from the GPUs' errors, logging each change
+ * once.  GPUs whose details could not be read at start are tried again.
+ */
+void gpus_sample(struct agent *a);
+/*
+ * The "gpu_error" text for gpus[0..n) with errors errs[0..n) (NULL or ""
+ * for a GPU that is fine): "GPU I (MODEL): ERROR" ("GPU I: ERROR" when the
+ * model is unknown) joined with "; ", cut to fit outlen (NUL included) and
+ * ended with "; and N more" when not all fit; "" when no GPU has an error.
+ */
+void gpus_error_join(const struct gpu_info *gpus, const char *const *errs, size_t n, char *out,
+		     size_t outlen);
 
 /* ---- telemetry.c: Prometheus metrics (--metrics-listen) ---- */
 int telemetry_start(struct agent *a, char *why, size_t whylen);

@@ -35,39 +35,6 @@
 #include "util.h"
 #include "wire.h"
 
-static int setup_gpus(struct agent *a)
-{
-	char why[256];
-	int rv;
-
-	if (a->cfg.gpus) {
-		a->gpu = &gpu_static_ops;
-		if ((rv = a->gpu->init(a->cfg.gpus, &a->gpu_ctx, why, sizeof(why))) != 0)
-			fatal("--gpus %s: %s", a->cfg.gpus, why);
-		log_info("GPUs: declared inventory %s", a->cfg.gpus);
-	} else {
-		a->gpu = &gpu_nvml_ops;
-		rv = a->gpu->init(NULL, &a->gpu_ctx, why, sizeof(why));
-		if (rv == ERR_NOENT) {
-			log_info("GPUs: none (NVML not available: %s); declare fake ones with --gpus",
-				 why);
-			a->gpu = NULL;
-			return 0;
-		}
-		if (rv != 0)
-			fatal("NVML: %s", why);
-	}
-	a->ngpus = GPU_MAX;
-	if ((rv = a->gpu->list(a->gpu_ctx, a->gpus, &a->ngpus)) != 0)
-		fatal("cannot list GPUs through %s: %s", a->gpu->name, err_str(rv));
-	for (size_t i = 0; i < a->ngpus; i++) {
-		char sz[32];
-		units_format_size(a->gpus[i].mem_total, sz, sizeof(sz));
-		log_info("GPU %u: %s, %s", a->gpus[i].index, a->gpus[i].model, sz);
-	}
-	return 0;
-}
-
 /* The address peers use for this node: the host name's first IPv4 address
  * that is not loopback, else loopback (a one-machine cluster). */
 static const char *default_address(void)
@@ -177,6 +144,10 @@ int main(int argc, char **argv)
 		 &a.cfg.state_dir},
 		{"gpus", OPT_STR, NULL, "declared GPUs, e.g. 4x80G:A100 (default: NVML)",
 		 &a.cfg.gpus},
+		{"nvml-lib", OPT_STR, GPU_NVML_LIB,
+		 "NVML library to dlopen when --gpus is not given, a name or a path (a node "
+		 "without the default one has no GPUs; any other must load)",
+		 &a.cfg.nvml_lib},
 		{"labels", OPT_STR, NULL, "node labels, e.g. zone=a,pool=onprem", &a.cfg.labels},
 		{"address", OPT_STR, NULL,
 		 "address other nodes reach this one at (MASTER_ADDR of gangs; default: "
@@ -315,7 +286,7 @@ int main(int argc, char **argv)
 	if (!a.cfg.address)
 		a.cfg.address = default_address();
 	parse_labels(&a);
-	setup_gpus(&a);
+	gpus_setup(&a);
 	a.events = cJSON_CreateArray();
 	a.sender = wire_sender_id(a.cfg.name);
 	randombytes_buf(rnd, sizeof(rnd));

@@ -187,6 +187,10 @@ static cJSON *capacity_json(struct agent *a)
 		cJSON_AddStringToObject(e, "model", a->gpus[i].model);
 		cJSON_AddItemToArray(g, e);
 	}
+	/* A GPU that is lost or fails its queries (gpus.c): the master
+	 * decides; the list above stays as found at start. */
+	if (a->gpu_error[0])
+		cJSON_AddStringToObject(c, "gpu_error", a->gpu_error);
 	cJSON_AddItemToObject(c, "labels", cJSON_Duplicate(a->labels, 1));
 	/* The range the master picks each serve task's and gang worker's
 	 * port from (start orders carry "port"). */
@@ -196,34 +200,35 @@ static cJSON *capacity_json(struct agent *a)
 	return c;
 }
 
+/* Samples the GPUs too (and so sets the capacity's gpu_error): call it
+ * before capacity_json. */
 static cJSON *util_json(struct agent *a)
 {
 	cJSON *u = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(u, "gpus");
-	struct gpu_util gu[GPU_MAX];
-	size_t n = GPU_MAX;
 
 	a->stats.cpu_pct = sysinfo_cpu_pct(&a->cpu);
 	a->stats.mem_used = sysinfo_mem_used();
 	cJSON_AddNumberToObject(u, "cpu_pct", (int)(a->stats.cpu_pct + 0.5));
 	cJSON_AddNumberToObject(u, "mem_used", (double)a->stats.mem_used);
-	a->stats.ngpu = 0;
-	if (a->gpu && a->gpu->util(a->gpu_ctx, gu, &n) == 0) {
-		memcpy(a->stats.gpu, gu, n * sizeof(*gu));
-		a->stats.ngpu = n;
-		for (size_t i = 0; i < n; i++) {
-			cJSON *e = cJSON_CreateObject();
-			cJSON_AddNumberToObject(e, "index", gu[i].index);
-			cJSON_AddNumberToObject(e, "util_pct", gu[i].util_pct);
-			cJSON_AddNumberToObject(e, "mem_used", (double)gu[i].mem_used);
-			cJSON_AddItemToArray(g, e);
-		}
+	gpus_sample(a);
+	for (size_t i = 0; i < a->stats.ngpu; i++) {
+		const struct gpu_util *gu = &a->stats.gpu[i];
+		cJSON *e;
+		/* No reading is no entry, rather than a made-up idle one. */
+		if (gu->error[0])
+			continue;
+		e = cJSON_CreateObject();
+		cJSON_AddNumberToObject(e, "index", gu->index);
+		cJSON_AddNumberToObject(e, "util_pct", gu->util_pct);
+		cJSON_AddNumberToObject(e, "mem_used", (double)gu->mem_used);
+		cJSON_AddItemToArray(g, e);
 	}
 	return u;
 }
 
 void session_sync(struct agent *a)
 {
-	cJSON *b = cJSON_CreateObject(), *ts, *ev, *e;
+	cJSON *b = cJSON_CreateObject(), *ts, *ev, *e, *u;
 	int rv;
 
 	cJSON_AddStringToObject(b, "node", a->cfg.name);
@@ -236,8 +241,9 @@ void session_sync(struct agent *a)
 	 * again after a refusal, e.g. a master that lost its state). */
 	if (a->cfg.join && !a->joined)
 		cJSON_AddStringToObject(b, "join", a->cfg.join);
+	u = util_json(a);
 	cJSON_AddItemToObject(b, "capacity", capacity_json(a));
-	cJSON_AddItemToObject(b, "util", util_json(a));
+	cJSON_AddItemToObject(b, "util", u);
 	ev = cJSON_AddArrayToObject(b, "events");
 	cJSON_ArrayForEach(e, a->events)
 	{

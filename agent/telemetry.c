@@ -28,12 +28,21 @@ static void render(struct metrics_buf *b, void *arg)
 		       a->stats.mem_used);
 	metrics_head(b, "mlagent_gpu_utilization_ratio", "gauge", "GPU utilization (NVML), 0..1.");
 	for (size_t i = 0; i < a->stats.ngpu; i++)
-		metrics_printf(b, "mlagent_gpu_utilization_ratio{node=\"%s\",gpu=\"%u\"} %.2f\n",
-			       a->cfg.name, a->stats.gpu[i].index, a->stats.gpu[i].util_pct / 100.0);
+		if (!a->stats.gpu[i].error[0])
+			metrics_printf(b, "mlagent_gpu_utilization_ratio{node=\"%s\",gpu=\"%u\"} %.2f\n",
+				       a->cfg.name, a->stats.gpu[i].index, a->stats.gpu[i].util_pct / 100.0);
 	metrics_head(b, "mlagent_gpu_memory_used_bytes", "gauge", "GPU memory in use (NVML).");
 	for (size_t i = 0; i < a->stats.ngpu; i++)
-		metrics_printf(b, "mlagent_gpu_memory_used_bytes{node=\"%s\",gpu=\"%u\"} %" PRIu64 "\n",
-			       a->cfg.name, a->stats.gpu[i].index, a->stats.gpu[i].mem_used);
+		if (!a->stats.gpu[i].error[0])
+			metrics_printf(b,
+				       "mlagent_gpu_memory_used_bytes{node=\"%s\",gpu=\"%u\"} %" PRIu64 "\n",
+				       a->cfg.name, a->stats.gpu[i].index, a->stats.gpu[i].mem_used);
+	metrics_head(b, "mlagent_gpu_healthy", "gauge",
+		     "1 while the GPU reads fine, 0 while it reports an error (lost, a query "
+		     "fails: the agent's log and the node's gpu_error say which).");
+	for (size_t i = 0; i < a->stats.ngpu; i++)
+		metrics_printf(b, "mlagent_gpu_healthy{node=\"%s\",gpu=\"%u\"} %d\n", a->cfg.name,
+			       a->stats.gpu[i].index, !a->stats.gpu[i].error[0]);
 	metrics_head(b, "mlagent_task_cpu_seconds_total", "counter",
 		     "CPU time of a task's container (cgroup).");
 	for (struct atask *t = a->tasks; t; t = t->next) {

@@ -306,7 +306,14 @@ static bool update_capacity(struct node *n, const cJSON *cap)
 		/* A GPU that is lost or erring (NVML): no new work here until
 		 * it clears; running tasks are left alone. */
 		const char *ge = "";
-		wire_get_str(cap, "gpu_error", REASON_MAX - 1, &ge);
+		char cut[REASON_MAX];
+		/* Present but unreadable (too long, not a string) is an error
+		 * all the same, never "healthy". */
+		if (cJSON_GetObjectItemCaseSensitive(cap, "gpu_error") &&
+		    wire_get_str(cap, "gpu_error", WIRE_MAX_STR, &ge) != 0)
+			ge = "the agent reports a GPU error this master cannot read";
+		snprintf(cut, sizeof(cut), "%s", ge);
+		ge = cut;
 		if (strcmp(ge, n->gpu_error) != 0) {
 			if (*ge)
 				log_warn("node=%s unschedulable: %s", n->name, ge);

@@ -244,7 +244,8 @@ struct node_task *node_tasks_copy(const struct node *n, uint32_t *count)
 {
 	struct node_task *c = xcalloc(n->ntasks + 1, sizeof(*c));
 
-	memcpy(c, n->tasks, n->ntasks * sizeof(*c));
+	if (n->ntasks)
+		memcpy(c, n->tasks, n->ntasks * sizeof(*c));
 	*count = n->ntasks;
 	return c;
 }

@@ -4,7 +4,12 @@
  * libnvidia-ml.so.1 is opened with dlopen at init, never linked, so one agent
  * binary runs on nodes with and without the NVIDIA driver.  We declare the
  * few NVML types we use ourselves (they are part of NVML's stable ABI) rather
- * than build against nvml.h.
+ * than build against nvml.h.  init's arg names another library to open
+ * (mlagent --nvml-lib): the tests load tests/fakenvml/ that way.
+ *
+ * A GPU that fails a query (NVML_ERROR_GPU_IS_LOST after it fell off the
+ * bus, any other error) keeps its place with the call and NVML's reason in
+ * its error field; list and util themselves do not fail once init worked.
  */
 #include "gpu/gpu.h"
 #include "err.h"
@@ -15,8 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define NVML_LIB "libnvidia-ml.so.1"
 
 typedef int nvml_ret;		/* nvmlReturn_t: 0 is NVML_SUCCESS */
 typedef struct nvml_dev *nvml_dev; /* nvmlDevice_t, opaque */
@@ -33,7 +36,14 @@ struct nvml_utilization { /* nvmlUtilization_t */
 
 struct nvml_ctx {
 	void *lib;
-	unsigned count;
+	char *path;       /* what was opened, for messages */
+	unsigned count;   /* GPUs at init: the set list and util report */
+	/* Handles are taken once and kept (NVML's handles stay valid for the
+	 * session; a GPU that falls off the bus answers GPU_IS_LOST through
+	 * its handle); one that could not be had is looked up again at every
+	 * call until it can. */
+	nvml_dev devs[GPU_MAX];
+	bool have_dev[GPU_MAX];
 	nvml_ret (*init)(void);
 	nvml_ret (*shutdown)(void);
 	nvml_ret (*get_count)(unsigned *count);
@@ -52,8 +62,16 @@ static const char *nvml_err(const struct nvml_ctx *c, nvml_ret r)
 	return s ? s : "unknown NVML error";
 }
 
+/* "CALL: REASON (NVML error N)": what a GPU's error field holds. */
+static void nvml_why(const struct nvml_ctx *c, char *buf, size_t len, const char *call,
+		     nvml_ret r)
+{
+	snprintf(buf, len, "%s: %s (NVML error %d)", call, nvml_err(c, r), r);
+}
+
 /* Look every symbol up; the names are NVML's own (the _v2 variants are the
- * ones current drivers export). */
+ * ones current drivers export).  tests/fakenvml/fakenvml.c exports the same
+ * list: keep them in step. */
 static int nvml_syms(struct nvml_ctx *c, char *why, size_t whylen)
 {
 	const struct {
@@ -77,12 +95,28 @@ static int nvml_syms(struct nvml_ctx *c, char *why, size_t whylen)
 		if (!*syms[i].fn) {
 			const char *e = dlerror();
 
-			set_why(why, whylen, "%s: no symbol %s: %s", NVML_LIB, syms[i].name,
+			set_why(why, whylen, "%s: no symbol %s: %s", c->path, syms[i].name,
 				e ? e : "not found");
 			/* A driver too old for us counts as no NVML. */
 			return ERR_NOENT;
 		}
 	}
+	return 0;
+}
+
+/* GPU i's handle: 0, or the NVML error with its text in why. */
+static int nvml_dev_get(struct nvml_ctx *c, unsigned i, nvml_dev *dev, char *why, size_t whylen)
+{
+	nvml_ret r;
+
+	if (!c->have_dev[i]) {
+		if ((r = c->get_handle(i, &c->devs[i])) != NVML_SUCCESS) {
+			nvml_why(c, why, whylen, "nvmlDeviceGetHandleByIndex", r);
+			return r;
+		}
+		c->have_dev[i] = true;
+	}
+	*dev = c->devs[i];
 	return 0;
 }
 
@@ -96,25 +130,28 @@ static int nvml_init(const char *arg, void **ctx, char *why, size_t whylen)
 	*ctx = NULL;
 	if (why && whylen)
 		why[0] = '\0';
-	c->lib = dlopen(NVML_LIB, RTLD_NOW | RTLD_LOCAL);
+	c->path = xstrdup(arg ? arg : GPU_NVML_LIB);
+	c->lib = dlopen(c->path, RTLD_NOW | RTLD_LOCAL);
 	if (!c->lib) {
 		const char *e = dlerror();
 
 		set_why(why, whylen, "cannot load %s (is the NVIDIA driver installed?): %s",
-			NVML_LIB, e ? e : "unknown error");
+			c->path, e ? e : "unknown error");
 		rv = ERR_NOENT;
 		goto out;
 	}
 	if ((rv = nvml_syms(c, why, whylen)) != 0)
 		goto out;
 	if ((r = c->init()) != NVML_SUCCESS) {
-		set_why(why, whylen, "nvmlInit: %s", nvml_err(c, r));
+		set_why(why, whylen, "%s: nvmlInit: %s (NVML error %d)", c->path, nvml_err(c, r),
+			r);
 		rv = ERR_SYS;
 		goto out;
 	}
 	started = true;
 	if ((r = c->get_count(&c->count)) != NVML_SUCCESS) {
-		set_why(why, whylen, "nvmlDeviceGetCount: %s", nvml_err(c, r));
+		set_why(why, whylen, "%s: nvmlDeviceGetCount: %s (NVML error %d)", c->path,
+			nvml_err(c, r), r);
 		rv = ERR_SYS;
 		goto out;
 	}
@@ -132,9 +169,42 @@ out:
 			c->shutdown();
 		if (c->lib)
 			dlclose(c->lib);
+		free(c->path);
 		free(c);
 	}
 	return rv;
+}
+
+/* One GPU's details, or its error. */
+static void nvml_list_one(struct nvml_ctx *c, unsigned i, struct gpu_info *g)
+{
+	struct nvml_memory mem = {0, 0, 0};
+	nvml_dev dev;
+	nvml_ret r;
+
+	memset(g, 0, sizeof(*g));
+	g->index = i;
+	if (nvml_dev_get(c, i, &dev, g->error, sizeof(g->error)) != 0)
+		goto fail;
+	if ((r = c->get_name(dev, g->model, sizeof(g->model))) != NVML_SUCCESS) {
+		nvml_why(c, g->error, sizeof(g->error), "nvmlDeviceGetName", r);
+		goto fail;
+	}
+	if ((r = c->get_uuid(dev, g->uuid, sizeof(g->uuid))) != NVML_SUCCESS) {
+		nvml_why(c, g->error, sizeof(g->error), "nvmlDeviceGetUUID", r);
+		goto fail;
+	}
+	if ((r = c->get_memory(dev, &mem)) != NVML_SUCCESS) {
+		nvml_why(c, g->error, sizeof(g->error), "nvmlDeviceGetMemoryInfo", r);
+		goto fail;
+	}
+	g->model[sizeof(g->model) - 1] = '\0';
+	g->uuid[sizeof(g->uuid) - 1] = '\0';
+	g->mem_total = mem.total;
+	return;
+fail:
+	g->model[0] = g->uuid[0] = '\0';
+	g->mem_total = 0;
 }
 
 static int nvml_list(void *ctx, struct gpu_info *gpus, size_t *n)
@@ -142,23 +212,8 @@ static int nvml_list(void *ctx, struct gpu_info *gpus, size_t *n)
 	struct nvml_ctx *c = ctx;
 	unsigned i;
 
-	*n = 0;
-	for (i = 0; i < c->count; i++) {
-		struct gpu_info *g = &gpus[i];
-		struct nvml_memory mem;
-		nvml_dev dev;
-
-		memset(g, 0, sizeof(*g));
-		g->index = i;
-		if (c->get_handle(i, &dev) != NVML_SUCCESS ||
-		    c->get_name(dev, g->model, sizeof(g->model)) != NVML_SUCCESS ||
-		    c->get_uuid(dev, g->uuid, sizeof(g->uuid)) != NVML_SUCCESS ||
-		    c->get_memory(dev, &mem) != NVML_SUCCESS)
-			return ERR_SYS;
-		g->model[sizeof(g->model) - 1] = '\0';
-		g->uuid[sizeof(g->uuid) - 1] = '\0';
-		g->mem_total = mem.total;
-	}
+	for (i = 0; i < c->count; i++)
+		nvml_list_one(c, i, &gpus[i]);
 	*n = c->count;
 	return 0;
 }
@@ -168,26 +223,31 @@ static int nvml_util(void *ctx, struct gpu_util *util, size_t *n)
 	struct nvml_ctx *c = ctx;
 	unsigned i;
 
-	*n = 0;
 	for (i = 0; i < c->count; i++) {
+		struct gpu_util *g = &util[i];
 		struct nvml_utilization u = {0, 0};
 		struct nvml_memory mem = {0, 0, 0};
 		nvml_dev dev;
 		nvml_ret r;
 
-		if (c->get_handle(i, &dev) != NVML_SUCCESS)
-			return ERR_SYS;
+		memset(g, 0, sizeof(*g));
+		g->index = i;
+		if (nvml_dev_get(c, i, &dev, g->error, sizeof(g->error)) != 0)
+			continue;
 		/* Some devices (MIG parents, some vGPUs) cannot report
-		 * utilization: that reads as idle, any other failure is an
-		 * error. */
+		 * utilization: that reads as idle, any other failure is the
+		 * GPU's error. */
 		r = c->get_util(dev, &u);
-		if (r != NVML_SUCCESS && r != NVML_ERROR_NOT_SUPPORTED)
-			return ERR_SYS;
-		if (c->get_memory(dev, &mem) != NVML_SUCCESS)
-			return ERR_SYS;
-		util[i].index = i;
-		util[i].util_pct = u.gpu > 100 ? 100 : u.gpu;
-		util[i].mem_used = mem.used;
+		if (r != NVML_SUCCESS && r != NVML_ERROR_NOT_SUPPORTED) {
+			nvml_why(c, g->error, sizeof(g->error), "nvmlDeviceGetUtilizationRates", r);
+			continue;
+		}
+		if ((r = c->get_memory(dev, &mem)) != NVML_SUCCESS) {
+			nvml_why(c, g->error, sizeof(g->error), "nvmlDeviceGetMemoryInfo", r);
+			continue;
+		}
+		g->util_pct = u.gpu > 100 ? 100 : u.gpu;
+		g->mem_used = mem.used;
 	}
 	*n = c->count;
 	return 0;
@@ -201,6 +261,7 @@ static void nvml_fini(void *ctx)
 		return;
 	c->shutdown();
 	dlclose(c->lib);
+	free(c->path);
 	free(c);
 }
 

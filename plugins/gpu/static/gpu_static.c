@@ -1,7 +1,7 @@
 /*
  * gpu_static.c - GPUs declared on the command line ("4x80G",
  * "2x40G:A100,2x80G:H100").  Tests and machines without NVML use it; the
- * GPUs report no utilization and no memory in use.
+ * GPUs report no utilization and no memory in use, and never an error.
  */
 #include "gpu/gpu.h"
 #include "err.h"
@@ -146,6 +146,7 @@ static int static_util(void *ctx, struct gpu_util *util, size_t *n)
 		util[i].index = c->gpus[i].index;
 		util[i].util_pct = 0;
 		util[i].mem_used = 0;
+		util[i].error[0] = '\0';
 	}
 	*n = c->n;
 	return 0;
