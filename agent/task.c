@@ -187,7 +187,9 @@ void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uin
 	}
 	cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(o, "gpus"))
 	{
-		if (ngpus < GPU_MAX && cJSON_IsNumber(g))
+		/* Device indices: anything outside 0..1023 is not one. */
+		if (ngpus < GPU_MAX && cJSON_IsNumber(g) && g->valuedouble >= 0 &&
+		    g->valuedouble < 1024)
 			gpus[ngpus++] = (uint32_t)g->valuedouble;
 	}
 	if (wire_get_u64(o, "port", 65535, &port) == ERR_PROTO) {

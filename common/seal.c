@@ -99,8 +99,17 @@ static uint64_t wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static bool b64url_char(char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+	       ch == '-' || ch == '_';
+}
+
 /* Exactly 43 canonical base64url characters to 32 bytes; libsodium already
- * refuses non-zero trailing bits, so each key has one spelling. */
+ * refuses non-zero trailing bits, so each key has one spelling.  The
+ * alphabet is checked here first: libsodium 1.0.18 decodes every byte from
+ * 0x80 to 0xff as '_' (63), which would give each key many spellings (found
+ * by tests/fuzz/fuzz_seal). */
 static int b64_decode32(const char *s, size_t n, uint8_t out[32])
 {
 	uint8_t tmp[32];
@@ -110,6 +119,9 @@ static int b64_decode32(const char *s, size_t n, uint8_t out[32])
 
 	if (n != B64_32_LEN)
 		return ERR_INVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!b64url_char(s[i]))
+			return ERR_INVAL;
 	if (sodium_base642bin(tmp, sizeof(tmp), s, n, NULL, &binlen, &end, B64_VARIANT) != 0)
 		goto out;
 	if (binlen != sizeof(tmp) || end != s + n)

@@ -89,8 +89,10 @@ void sched_sync_node(struct master *m, struct node *n)
 			sched_node_state(m, n);
 			return;
 		}
-		sched_node_remove(m->core, n->sn);
+		struct sched_node *old = n->sn;
+		/* Unmap first: removing frees the core's node. */
 		node_set_sched(m, n, NULL);
+		sched_node_remove(m->core, old);
 	}
 	for (uint32_t i = 0; i < cap.ngpus; i++)
 		cap.gpus[i].used_milli = 0;

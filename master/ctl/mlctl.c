@@ -52,6 +52,8 @@ static void setup_key(void)
 	char why[256], *pub, *dir, *text;
 	size_t len;
 
+	if (seal)
+		return; /* once per process: a retry or a move to another master reuses it */
 	if (!key_path)
 		key_path = getenv("MLSCHED_KEY");
 	if (!key_path || !*key_path) {

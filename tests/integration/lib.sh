@@ -233,6 +233,16 @@ cleanup() {
 	done
 	[ -n "$MASTER_PID" ] && kill -9 "$MASTER_PID" 2>/dev/null
 	wait 2>/dev/null
+	# Daemons built with --enable-asan (contrib/test.sh runs the tests
+	# against build-asan/) write ASan and UBSan reports to their stderr,
+	# which is their log: any report fails the test.
+	local san
+	san=$(grep -l "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$T"/*.log 2>/dev/null)
+	if [ -n "$san" ]; then
+		log "FAIL: sanitizer reports in $(echo "$san" | xargs -n1 basename | tr '\n' ' ')"
+		grep -h -A12 "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" $san | sed 's/^/#   /'
+		FAILED=1
+	fi
 	# Before the containers: a shim would write into $T as it is removed.
 	kill_shims
 	for root in "$T"/agent-*/runc; do
@@ -249,6 +259,9 @@ cleanup() {
 		done
 	fi
 	rm -rf "$T"
+	# An EXIT trap's exit sets the status: a report found above fails
+	# a test whose checks all passed.
+	[ "$FAILED" = 0 ] || exit 1
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM

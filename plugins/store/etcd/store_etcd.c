@@ -1228,7 +1228,8 @@ static int etcd_watch_drain(struct etcd_store *s, store_watch_cb cb, void *arg, 
 		start = nl ? (size_t)(nl - s->wbuf.p) + 1 : s->wbuf.len;
 		s->wscan = start;
 	}
-	memmove(s->wbuf.p, s->wbuf.p + start, s->wbuf.len - start);
+	if (start && s->wbuf.p)
+		memmove(s->wbuf.p, s->wbuf.p + start, s->wbuf.len - start);
 	s->wbuf.len -= start;
 	s->wscan -= start;
 	if (s->wbuf.p)

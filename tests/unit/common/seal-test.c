@@ -370,6 +370,43 @@ static void test_pk_str(void **state)
 	assert_int_equal(seal_pk_parse(t, pk), ERR_INVAL);
 }
 
+/* Found by tests/fuzz/fuzz_seal: libsodium 1.0.18 decodes any byte from
+ * 0x80 to 0xff as '_', so a key or token with such a byte where a '_' could
+ * be parsed as a second spelling of the same key.  Every non-alphabet byte,
+ * at every position, must be refused. */
+static void test_b64_alphabet(void **state)
+{
+	uint8_t pk[32], gpk[32], sec[SEAL_SECRET_LEN], gsec[SEAL_SECRET_LEN];
+	char s[SEAL_PK_STR_LEN], t[64], tok[SEAL_TOKEN_LEN], tt[SEAL_TOKEN_LEN];
+
+	/* 0xff bytes end in "_" in base64url: the spelling the bug aliased. */
+	memset(pk, 0xff, sizeof(pk));
+	seal_pk_str(pk, s);
+	assert_int_equal(s[0], '_');
+	for (int c = 1; c < 256; c++) {
+		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '-' || c == '_';
+
+		for (size_t i = 0; i < 43; i += 7) {
+			snprintf(t, sizeof(t), "%s", s);
+			t[i] = (char)c;
+			if (!ok)
+				assert_int_equal(seal_pk_parse(t, gpk), ERR_INVAL);
+		}
+	}
+	/* The fuzzer's input: a join token with 0x90 in place of '_'. */
+	memset(sec, 0xff, sizeof(sec));
+	assert_int_equal(seal_token_make(pk, sec, tok, sizeof(tok)), 0);
+	assert_int_equal(seal_token_parse(tok, gpk, gsec), 0);
+	for (size_t i = 6; i < strlen(tok); i++) {
+		if (tok[i] != '_')
+			continue;
+		snprintf(tt, sizeof(tt), "%s", tok);
+		tt[i] = (char)0x90;
+		assert_int_equal(seal_token_parse(tt, gpk, gsec), ERR_INVAL);
+	}
+}
+
 static void test_token(void **state)
 {
 	uint8_t mpk[32], sec[SEAL_SECRET_LEN], gpk[32], gsec[SEAL_SECRET_LEN];
@@ -1027,6 +1064,7 @@ int main(void)
 	    cmocka_unit_test(test_key_corrupt),
 	    cmocka_unit_test(test_key_load_or_create),
 	    cmocka_unit_test(test_pk_str),
+	    cmocka_unit_test(test_b64_alphabet),
 	    cmocka_unit_test(test_token),
 	    cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_wrong_recipient_and_reflection),
