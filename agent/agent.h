@@ -69,6 +69,7 @@ struct agent_cfg {
 	const char *join;
 	const char *metrics_listen; /* HOST:PORT, NULL = off */
 	const char *ports;       /* --ports LO-HI */
+	uint64_t logs_keep;      /* --logs-keep bytes */
 	const char *nvml_lib;    /* --nvml-lib: the NVML library to dlopen */
 	uint64_t cpus_milli, memory, heartbeat_ms;
 	bool insecure;
@@ -176,7 +177,9 @@ void session_close(struct agent *a);
 
 struct atask *task_find(struct agent *a, uint64_t job, uint32_t idx);
 /* STATE_DIR/logs/JOB-TASK.log; the caller frees it. */
-char *task_log_path(struct agent *a, uint64_t job, uint32_t idx);
+char *task_log_path(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt);
+/* Remove the oldest logs of ended tasks while the logs pass --logs-keep. */
+void task_logs_trim(struct agent *a);
 /* Unlink t from the task list and free it (its probe too); the container
  * and its folder stay (see task_remove). */
 void task_forget(struct agent *a, struct atask *t);

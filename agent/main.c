@@ -156,6 +156,10 @@ int main(int argc, char **argv)
 		{"cpus", OPT_UINT, NULL, "CPU millicores to offer (default: all online CPUs)",
 		 &a.cfg.cpus_milli},
 		{"memory", OPT_SIZE, NULL, "memory to offer (default: MemTotal)", &a.cfg.memory},
+		{"logs-keep", OPT_SIZE, "1G",
+		 "task logs kept on this node (every attempt's; the oldest of ended tasks go "
+		 "first)",
+		 &a.cfg.logs_keep},
 		{"heartbeat", OPT_DUR, "1s", "heartbeat interval (at least 100ms)",
 		 &a.cfg.heartbeat_ms},
 		{"runc", OPT_STR, "runc", "runc binary", &a.cfg.runc_bin},
@@ -292,6 +296,7 @@ int main(int argc, char **argv)
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(a.boot, sizeof(a.boot), rnd, sizeof(rnd));
 	task_reattach(&a);
+	task_logs_trim(&a);
 	sysinfo_cpu_pct(&a.cpu);
 
 	sigemptyset(&sigs);

@@ -60,19 +60,33 @@ cJSON *session_event(struct agent *a, const char *type, uint64_t job, uint32_t i
 
 static void send_log(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx)
 {
-	uint64_t req = 0, offset = 0, max = LOG_CHUNK_MAX;
-	char *path = task_log_path(a, job, idx), *b64 = NULL;
+	uint64_t req = 0, offset = 0, max = LOG_CHUNK_MAX, attempt = 0;
+	char *path, *b64 = NULL;
 	unsigned char *buf = NULL;
 	struct stat st;
 	ssize_t n = 0;
 	int fd = -1;
-	bool running = task_find(a, job, idx) != NULL; /* checked before reading */
+	struct atask *rt = task_find(a, job, idx);
+	bool running; /* checked before reading */
 	cJSON *e;
 
 	wire_get_u64(o, "req", UINT64_MAX >> 11, &req);
 	wire_get_u64(o, "offset", UINT64_MAX >> 11, &offset);
 	wire_get_u64(o, "max", LOG_CHUNK_MAX, &max);
-	e = session_event(a, "log", job, idx, 0);
+	wire_get_u64(o, "attempt", UINT32_MAX, &attempt);
+	path = task_log_path(a, job, idx, (uint32_t)attempt);
+	running = rt && rt->attempt == attempt;
+	if (access(path, F_OK) != 0) {
+		/* A log written before logs were kept per attempt. */
+		char *old = xasprintf("%s/%" PRIu64 "-%u.log", a->logs_dir, job, idx);
+		if (access(old, F_OK) == 0) {
+			free(path);
+			path = old;
+		} else {
+			free(old);
+		}
+	}
+	e = session_event(a, "log", job, idx, (uint32_t)attempt);
 	cJSON_AddNumberToObject(e, "req", (double)req);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
 		char msg[256];

@@ -34,9 +34,85 @@ struct atask *task_find(struct agent *a, uint64_t job, uint32_t idx)
 	return NULL;
 }
 
-char *task_log_path(struct agent *a, uint64_t job, uint32_t idx)
+char *task_log_path(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt)
 {
-	return xasprintf("%s/%" PRIu64 "-%u.log", a->logs_dir, job, idx);
+	return xasprintf("%s/%" PRIu64 "-%u.%u.log", a->logs_dir, job, idx, attempt);
+}
+
+/* A log file of ours: "JOB-TASK.ATTEMPT.log" (or the older "JOB-TASK.log"). */
+static bool log_name(const char *name, uint64_t *job, uint32_t *idx)
+{
+	unsigned long long j;
+	unsigned i;
+	int end = 0;
+
+	if (sscanf(name, "%llu-%u%n", &j, &i, &end) != 2)
+		return false;
+	*job = j;
+	*idx = i;
+	return strstr(name + end, ".log") != NULL;
+}
+
+/*
+ * Keep the logs under --logs-keep: the oldest logs of tasks that no longer
+ * run here go first, so that the attempt that crashed stays readable
+ * (mlctl logs --attempt) as long as room allows.
+ */
+void task_logs_trim(struct agent *a)
+{
+	struct lf {
+		char name[NAME_MAX + 1];
+		off_t size;
+		time_t mtime;
+	} *v = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t total = 0;
+	DIR *d = opendir(a->logs_dir);
+	struct dirent *de;
+
+	if (!d || !a->cfg.logs_keep)
+		goto out;
+	while ((de = readdir(d))) {
+		struct stat st;
+		char *p;
+		uint64_t job;
+		uint32_t idx;
+		if (!log_name(de->d_name, &job, &idx))
+			continue;
+		p = xasprintf("%s/%s", a->logs_dir, de->d_name);
+		if (stat(p, &st) == 0) {
+			total += (uint64_t)st.st_size;
+			if (!task_find(a, job, idx)) {
+				if (n == cap) {
+					cap = cap ? cap * 2 : 64;
+					v = xrealloc(v, cap * sizeof(*v));
+				}
+				strlcpy_ok(v[n].name, de->d_name, sizeof(v[n].name));
+				v[n].size = st.st_size;
+				v[n].mtime = st.st_mtime;
+				n++;
+			}
+		}
+		free(p);
+	}
+	while (total > a->cfg.logs_keep && n > 0) {
+		size_t old = 0;
+		char *p;
+		for (size_t i = 1; i < n; i++)
+			if (v[i].mtime < v[old].mtime)
+				old = i;
+		p = xasprintf("%s/%s", a->logs_dir, v[old].name);
+		if (unlink(p) == 0) {
+			total -= (uint64_t)v[old].size;
+			log_info("log %s removed: the logs here pass --logs-keep", v[old].name);
+		}
+		free(p);
+		v[old] = v[--n];
+	}
+out:
+	if (d)
+		closedir(d);
+	free(v);
 }
 
 void task_forget(struct agent *a, struct atask *t)
@@ -220,7 +296,7 @@ void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uin
 		snprintf(why, sizeof(why), "cannot create %.300s: %s", t->dir, strerror(errno));
 		goto fail;
 	}
-	logp = task_log_path(a, job, idx);
+	logp = task_log_path(a, job, idx, attempt);
 	bo.rootfs = image;
 	bo.args = args;
 	bo.nargs = nargs;
@@ -383,6 +459,7 @@ void task_ended(struct agent *a, struct atask *t, const char *lost_why)
 	start = t->next_start;
 	t->next_start = NULL;
 	task_remove(a, t);
+	task_logs_trim(a);
 	if (start) {
 		uint64_t att = 0;
 		wire_get_u64(start, "attempt", UINT32_MAX, &att);

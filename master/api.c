@@ -368,16 +368,49 @@ static void do_logs(struct master *m, const struct net_peer *peer, cJSON *body)
 		return;
 	}
 	t = &j->tasks[task];
-	if (!t->node[0]) {
+	/* Which run: --attempt N, else the latest. */
+	const char *where = NULL;
+	uint64_t attempt = 0;
+	bool want = cJSON_GetObjectItemCaseSensitive(body, "attempt") != NULL;
+	if (want && wire_get_u64(body, "attempt", UINT32_MAX, &attempt) != 0) {
+		reply_err(m, peer, ERR_INVAL, "attempt must be a non-negative integer");
+		return;
+	}
+	for (uint32_t i = t->nruns; i-- > 0;)
+		if (!want || t->runs[i].attempt == attempt) {
+			where = t->runs[i].node;
+			attempt = t->runs[i].attempt;
+			break;
+		}
+	if (!where && !want && t->node[0]) {
+		where = t->node; /* placed before runs were kept */
+		attempt = t->attempt;
+	}
+	if (!where && want) {
+		char list[256] = "";
+		for (uint32_t i = 0; i < t->nruns; i++) {
+			size_t l = strlen(list);
+			snprintf(list + l, sizeof(list) - l, "%s%u on %s", l ? ", " : "",
+				 t->runs[i].attempt, t->runs[i].node);
+		}
+		snprintf(msg, sizeof(msg),
+			 "job %" PRIu64 " task %" PRIu64 " has no attempt %" PRIu64
+			 " on record (attempts kept: %s)",
+			 j->id, task, attempt, list[0] ? list : "none");
+		reply_err(m, peer, ERR_NOENT, msg);
+		return;
+	}
+	if (!where) {
 		snprintf(msg, sizeof(msg), "job %" PRIu64 " task %" PRIu64 " has not started: %s%s%s",
 			 j->id, task, job_state_str(j->state), j->reason[0] ? ": " : "",
 			 j->reason);
 		reply_err(m, peer, ERR_STATE, msg);
 		return;
 	}
-	n = node_find(m, t->node);
+	n = node_find(m, where);
 	if (!n || n->state != NODE_READY) {
-		snprintf(msg, sizeof(msg), "node %s, which holds the log, is not reachable", t->node);
+		snprintf(msg, sizeof(msg), "node %s, which holds the log of attempt %" PRIu64
+			 ", is not reachable", where, attempt);
 		reply_err(m, peer, ERR_STATE, msg);
 		return;
 	}
@@ -393,6 +426,7 @@ static void do_logs(struct master *m, const struct net_peer *peer, cJSON *body)
 	cJSON_AddNumberToObject(o, "req", (double)lr->id);
 	cJSON_AddNumberToObject(o, "job", (double)j->id);
 	cJSON_AddNumberToObject(o, "task", (double)task);
+	cJSON_AddNumberToObject(o, "attempt", (double)attempt);
 	cJSON_AddNumberToObject(o, "offset", (double)offset);
 	cJSON_AddNumberToObject(o, "max", (double)max);
 	agents_order(m, n, o);
@@ -427,6 +461,11 @@ void api_log_reply(struct master *m, uint64_t req, cJSON *e)
 	cJSON_AddBoolToObject(r, "eof", eof);
 	/* done: nothing more will ever be written. */
 	cJSON_AddBoolToObject(r, "done", eof && !running);
+	{
+		uint64_t att = 0;
+		wire_get_u64(e, "attempt", UINT32_MAX, &att);
+		cJSON_AddNumberToObject(r, "attempt", (double)att);
+	}
 	out_reply(m, m->ctl, &lr->peer, WIRE_OK, r);
 	free(lr);
 }

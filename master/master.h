@@ -30,6 +30,7 @@
 #define NODE_NAME_MAX 63
 #define REASON_MAX 256
 #define LOG_CHUNK_MAX (64 * 1024)
+#define TASK_RUNS_KEPT 8 /* attempts whose node a task remembers */
 
 enum job_state { JOB_PENDING = 0, JOB_PLACING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED };
 enum task_state {
@@ -77,6 +78,13 @@ struct task {
 	uint64_t health_at;          /* wall ms of the last health change */
 	uint64_t stored_hash;        /* of the record last written, 0 = unknown */
 	uint32_t node_pos;           /* its slot in its node's task list while live */
+	/* Its latest runs (attempt, node), newest last: where each attempt's
+	 * log is (mlctl logs --attempt). */
+	struct {
+		uint32_t attempt;
+		char node[NODE_NAME_MAX + 1];
+	} runs[TASK_RUNS_KEPT];
+	uint32_t nruns;
 	/* Not stored: the latest utilization the agent reported. */
 	double cpu_pct;
 	uint64_t mem_used, cpu_ns_prev, cpu_ns_at;
@@ -281,6 +289,8 @@ struct job *job_create(struct master *m, struct spec *spec);
 /* Recompute the job's state from its tasks; queue stop orders when the job
  * failed or is being cancelled. */
 void job_update(struct master *m, struct job *j);
+/* Record that t's current attempt was placed on t->node (runs). */
+void task_ran(struct task *t);
 /* Give a task's resources back to its node (if any) and mark it terminal. */
 void task_finish(struct master *m, struct job *j, struct task *t, enum task_state st);
 int state_load(struct master *m);

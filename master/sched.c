@@ -290,6 +290,7 @@ static void on_placed(struct master *m, struct want *w, const struct sched_slot 
 		t->ngpus = slots[i].ngpus;
 		memcpy(t->gpu_pos, slots[i].gpu_pos, slots[i].ngpus * sizeof(*t->gpu_pos));
 		t->state = TASK_ASSIGNED;
+		task_ran(t);
 		node_task_add(m, j, t);
 		m->stats.placements++;
 		t->reason[0] = '\0';

@@ -507,10 +507,12 @@ static void resize(struct master *m, struct job *j, uint32_t want)
 		struct task *t = &j->tasks[i];
 		if (i < want && t->retire && (task_terminal(t->state) || t->state == TASK_NONE)) {
 			/* Wanted again: its next attempt is a new standby. */
-			uint32_t att = t->attempt + 1;
+			struct task old = *t;
 			memset(t, 0, sizeof(*t));
 			t->idx = i;
-			t->attempt = att;
+			t->attempt = old.attempt + 1;
+			memcpy(t->runs, old.runs, sizeof(t->runs));
+			t->nruns = old.nruns;
 			t->role = ROLE_STANDBY;
 			t->version = sv->version;
 			t->health = j->spec->health.set ? HEALTH_UNKNOWN : HEALTH_NONE;

@@ -384,6 +384,19 @@ static void reset_task(struct task *t)
 	t->exit_code = old.exit_code;
 	t->signal = old.signal;
 	memcpy(t->reason, old.reason, sizeof(t->reason));
+	memcpy(t->runs, old.runs, sizeof(t->runs));
+	t->nruns = old.nruns;
+}
+
+void task_ran(struct task *t)
+{
+	if (t->nruns == TASK_RUNS_KEPT) {
+		memmove(&t->runs[0], &t->runs[1], (TASK_RUNS_KEPT - 1) * sizeof(t->runs[0]));
+		t->nruns--;
+	}
+	t->runs[t->nruns].attempt = t->attempt;
+	strlcpy_ok(t->runs[t->nruns].node, t->node, sizeof(t->runs[t->nruns].node));
+	t->nruns++;
 }
 
 /* Requeued for a reason counted where it was decided (restart policy,
@@ -632,6 +645,15 @@ static cJSON *task_to_json(const struct master *m, const struct task *t,
 	cJSON_AddNumberToObject(o, "attempt", t->attempt);
 	if (t->port)
 		cJSON_AddNumberToObject(o, "port", t->port);
+	if (t->nruns) {
+		cJSON *rs = cJSON_AddArrayToObject(o, "runs");
+		for (uint32_t i = 0; i < t->nruns; i++) {
+			cJSON *r = cJSON_CreateObject();
+			cJSON_AddNumberToObject(r, "attempt", t->runs[i].attempt);
+			cJSON_AddStringToObject(r, "node", t->runs[i].node);
+			cJSON_AddItemToArray(rs, r);
+		}
+	}
 	if (t->role != ROLE_NONE) {
 		static const char *health[] = {"none", "unknown", "healthy", "unhealthy"};
 		cJSON_AddStringToObject(o, "role", t->role == ROLE_SERVING ? "serving" : "standby");
@@ -978,6 +1000,17 @@ static int load_task(struct master *m, struct job *j, const cJSON *o)
 	wire_get_bool(o, "retire", &t->retire);
 	if (get_u64(o, "port", &v) == 0 && v <= 65535)
 		t->port = (uint32_t)v;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "runs"))
+	{
+		const char *rn = "";
+		uint64_t ra = 0;
+		if (t->nruns == TASK_RUNS_KEPT || get_u64(e, "attempt", &ra) != 0 ||
+		    wire_get_str(e, "node", NODE_NAME_MAX, &rn) != 0)
+			continue;
+		t->runs[t->nruns].attempt = (uint32_t)ra;
+		strlcpy_ok(t->runs[t->nruns].node, rn, sizeof(t->runs[t->nruns].node));
+		t->nruns++;
+	}
 	if (get_u64(o, "version", &v) == 0)
 		t->version = (uint32_t)v;
 	if (wire_get_str(o, "role", 16, &s) == 0)

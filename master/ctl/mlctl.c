@@ -656,6 +656,20 @@ static int cmd_status(int argc, char **argv)
 		       *str(t, "node") ? str(t, "node") : "-", gpus[0] ? gpus : "-", exit_s,
 		       num(t, "cpu_pct"), mem, str(t, "reason"));
 	}
+	/* Tasks that ran more than once: where each run's log is. */
+	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "tasks"))
+	{
+		const cJSON *runs = cJSON_GetObjectItemCaseSensitive(t, "runs"), *r;
+		if (cJSON_GetArraySize(runs) < 2)
+			continue;
+		printf("task %.0f logs:", num(t, "task"));
+		cJSON_ArrayForEach(r, runs)
+		{
+			printf(" attempt %.0f on %s%s", num(r, "attempt"), str(r, "node"),
+			       r->next ? "," : "");
+		}
+		printf(" (mlctl logs %s/%.0f --attempt N)\n", str(j, "name"), num(t, "task"));
+	}
 	cJSON_Delete(j);
 	return 0;
 }
@@ -750,9 +764,12 @@ static int cmd_nodes(int argc, char **argv)
 	return 0;
 }
 
-static const char usage_logs[] = "usage: mlctl logs [-f] JOB[/TASK]\n"
+static const char usage_logs[] = "usage: mlctl logs [-f] [--attempt N] JOB[/TASK]\n"
 				 "Print a task's stdout and stderr.  TASK defaults to 0 when the\n"
-				 "job has one task.  -f follows the log until the task ends.\n";
+				 "job has one task.  -f follows the log until the task ends.\n"
+				 "--attempt N: the log of run N of the task (a restart, a requeue\n"
+				 "or a reschedule starts a new one; default: the latest);\n"
+				 "`mlctl status` lists the attempts whose logs are kept.\n";
 
 static int cmd_logs(int argc, char **argv)
 {
@@ -760,11 +777,19 @@ static int cmd_logs(int argc, char **argv)
 	const char *ref = NULL;
 	char *job, *slash;
 	uint64_t task = 0, offset = 0;
+	int64_t attempt = -1;
 
 	verb_help(argc, argv, usage_logs);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0)
 			follow = true;
+		else if (strcmp(argv[i], "--attempt") == 0 && i + 1 < argc) {
+			char *end;
+			unsigned long long v = strtoull(argv[++i], &end, 10);
+			if (!*argv[i] || *end || argv[i][0] == '-' || v > UINT32_MAX)
+				die(2, "--attempt: \"%s\" is not an attempt number", argv[i]);
+			attempt = (int64_t)v;
+		}
 		else if (argv[i][0] == '-')
 			die(2, "logs: unknown option %s", argv[i]);
 		else if (ref)
@@ -799,7 +824,12 @@ static int cmd_logs(int argc, char **argv)
 		cJSON_AddNumberToObject(b, "task", (double)task);
 		cJSON_AddNumberToObject(b, "offset", (double)offset);
 		cJSON_AddNumberToObject(b, "max", 65536);
+		if (attempt >= 0)
+			cJSON_AddNumberToObject(b, "attempt", (double)attempt);
 		r = call(WIRE_LOGS, b);
+		/* Stay with the run the first answer came from. */
+		if (attempt < 0)
+			attempt = (int64_t)num(r, "attempt");
 		if (wire_get_str(r, "data", 4 * 65536 / 3 + 8, &data) != 0)
 			die(3, "malformed log reply from the master");
 		b64len = strlen(data);

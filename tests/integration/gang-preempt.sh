@@ -68,7 +68,8 @@ check "low2 was preempted once" [ "$(mlctl -o json status low2 | jq .preemptions
 check "the gang was not touched" [ "$(mlctl -o json status low | jq .preemptions)" = 0 ]
 check "low gang still running" job_state_is low running
 check "low2 requeued and running again" wait_for 20 job_state_is low2 running
-ran_twice() { [ "$(mlctl logs low2 | grep -c 'low2 run')" = 2 ]; }
+# Each run has its own log: the first (attempt 0) and the latest.
+ran_twice() { [ "$(mlctl logs low2 --attempt 0 | grep -c 'low2 run')$(mlctl logs low2 | grep -c 'low2 run')" = 11 ] && [ "$(mlctl -o json status low2 | jq '.tasks[0].attempt')" = 1 ]; }
 check "low2 ran twice" wait_for 5 ran_twice
 st=$(mlctl status low2)
 check "status says it was requeued and why" grep -q "^requeued: 1 time (last: preempted by job [0-9]* (priority 100))" <<<"$st"

@@ -33,4 +33,23 @@ check "status lists the same GPUs" [ "$(mlctl -o json status gpujob | jq -r '.ta
 
 # mlctl ls shows all three.
 check "ls lists three jobs" [ "$(mlctl -o json ls | jq length)" -eq 3 ]
+
+# Logs across attempts: each run of a task keeps its own log.
+cat >"$T/crash.yaml" <<YAML
+name: crash
+kind: batch
+image: $MLS_ROOTFS
+command: [sh, -c, 'echo "run \$MLSCHED_ATTEMPT"; exit 1']
+restart: {policy: on-failure, max: 2}
+resources: {memory: 16M}
+YAML
+mlctl submit "$T/crash.yaml" >/dev/null
+check "crash fails after its restarts" wait_for 15 job_state_is crash failed
+check "the latest run's log by default" [ "$(mlctl logs crash)" = "run 2" ]
+check "the first run's log with --attempt 0" [ "$(mlctl logs crash --attempt 0)" = "run 0" ]
+check "the second run's log with --attempt 1" [ "$(mlctl logs crash --attempt 1)" = "run 1" ]
+out=$(mlctl logs crash --attempt 7 2>&1)
+check "an attempt not on record is refused, naming those kept" grep -Eq "has no attempt 7 on record \(attempts kept: 0 on a[12], 1 on a[12], 2 on a[12]\)" <<<"$out"
+check "status lists where each run's log is" grep -Eq "^task 0 logs: attempt 0 on a[12], attempt 1 on a[12], attempt 2 on a[12]" <<<"$(mlctl status crash)"
+check "three log files on the node" [ "$(ls "$T"/agent-a1/logs/ "$T"/agent-a2/logs/ | grep -c '^[0-9]*-0\.[0-2]\.log$')" -ge 3 ]
 finish
