@@ -488,20 +488,30 @@ void api_tick(struct master *m)
 	}
 }
 
-static void do_endpoints(struct master *m, const struct net_peer *peer, cJSON *body)
+/* The serve job a request names, or NULL after replying why not
+ * ("... only serve jobs WHAT"). */
+static struct job *serve_job_or_reply(struct master *m, const struct net_peer *peer,
+				      cJSON *body, const char *what)
 {
 	struct job *j = find_or_reply(m, peer, body);
-	cJSON *r;
 	char msg[256];
+
+	if (j && !j->serve) {
+		snprintf(msg, sizeof(msg), "job %s is a %s job: only serve jobs %s", j->spec->name,
+			 spec_kind_str(j->spec->kind), what);
+		reply_err(m, peer, ERR_INVAL, msg);
+		return NULL;
+	}
+	return j;
+}
+
+static void do_endpoints(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct job *j = serve_job_or_reply(m, peer, body, "have endpoints");
+	cJSON *r;
 
 	if (!j)
 		return;
-	if (!j->serve) {
-		snprintf(msg, sizeof(msg), "job %s is a %s job: only serve jobs have endpoints",
-			 j->spec->name, spec_kind_str(j->spec->kind));
-		reply_err(m, peer, ERR_INVAL, msg);
-		return;
-	}
 	r = cJSON_CreateObject();
 	cJSON_AddNumberToObject(r, "id", (double)j->id);
 	cJSON_AddStringToObject(r, "name", j->spec->name);
@@ -550,7 +560,7 @@ static void do_scale(struct master *m, const struct net_peer *peer, cJSON *body)
 /* A new version from the current one: image, command or env changed. */
 static void do_rollout(struct master *m, const struct net_peer *peer, cJSON *body)
 {
-	struct job *j = find_or_reply(m, peer, body);
+	struct job *j = serve_job_or_reply(m, peer, body, "have versions");
 	const cJSON *img, *cmd, *env, *e;
 	cJSON *sj, *senv;
 	struct spec *spec;
@@ -558,12 +568,6 @@ static void do_rollout(struct master *m, const struct net_peer *peer, cJSON *bod
 
 	if (!j)
 		return;
-	if (!j->serve) {
-		snprintf(err, sizeof(err), "job %s is a %s job: only serve jobs have versions",
-			 j->spec->name, spec_kind_str(j->spec->kind));
-		reply_err(m, peer, ERR_INVAL, err);
-		return;
-	}
 	img = cJSON_GetObjectItemCaseSensitive(body, "image");
 	cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
 	env = cJSON_GetObjectItemCaseSensitive(body, "env");
@@ -625,18 +629,11 @@ static void do_rollback(struct master *m, const struct net_peer *peer, cJSON *bo
 
 static void do_history(struct master *m, const struct net_peer *peer, cJSON *body)
 {
-	struct job *j = find_or_reply(m, peer, body);
+	struct job *j = serve_job_or_reply(m, peer, body, "have versions");
 	cJSON *r, *sv;
-	char msg[256];
 
 	if (!j)
 		return;
-	if (!j->serve) {
-		snprintf(msg, sizeof(msg), "job %s is a %s job: it has one version",
-			 j->spec->name, spec_kind_str(j->spec->kind));
-		reply_err(m, peer, ERR_INVAL, msg);
-		return;
-	}
 	r = cJSON_CreateObject();
 	cJSON_AddNumberToObject(r, "id", (double)j->id);
 	cJSON_AddStringToObject(r, "name", j->spec->name);

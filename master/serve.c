@@ -728,23 +728,33 @@ static void set_counts(struct master *m, struct job *j, uint32_t replicas, uint3
 	serve_reconcile(m, j);
 }
 
+/* May j be scaled or rolled?  A serve job that has not ended; why says
+ * what it is otherwise ("only serve jobs WHAT"). */
+static int changeable(const struct job *j, const char *what, char *why, size_t len)
+{
+	if (!j->serve) {
+		snprintf(why, len, "job %s is a %s job: only serve jobs %s", j->spec->name,
+			 spec_kind_str(j->spec->kind), what);
+		return ERR_INVAL;
+	}
+	if (job_terminal(j->state) || j->cancel) {
+		snprintf(why, len, "job %s has ended (%s)", j->spec->name, job_state_str(j->state));
+		return ERR_INVAL;
+	}
+	return 0;
+}
+
 int serve_scale(struct master *m, struct job *j, uint32_t replicas, int64_t standby,
 		const char *by, char *why, size_t len)
 {
 	struct serve *sv = j->serve;
 	const struct spec *s = j->spec;
 	uint32_t k;
+	int rv;
 
-	if (!sv) {
-		snprintf(why, len, "job %s is a %s job: only serve jobs scale", s->name,
-			 spec_kind_str(s->kind));
-		return ERR_INVAL;
-	}
+	if ((rv = changeable(j, "scale", why, len)) != 0)
+		return rv;
 	k = standby < 0 ? sv->standby : (uint32_t)standby;
-	if (job_terminal(j->state) || j->cancel) {
-		snprintf(why, len, "job %s has ended (%s)", s->name, job_state_str(j->state));
-		return ERR_INVAL;
-	}
 	if (replicas < 1) {
 		snprintf(why, len, "replicas must be at least 1 (cancel the job to stop it)");
 		return ERR_INVAL;
@@ -895,16 +905,10 @@ int serve_rollout(struct master *m, struct job *j, struct spec *spec, const char
 	struct serve *sv = j->serve;
 	char diff[256];
 	uint32_t from, to;
+	int rv;
 
-	if (!sv) {
-		snprintf(why, len, "job %s is a %s job: only serve jobs have versions",
-			 j->spec->name, spec_kind_str(j->spec->kind));
-		return ERR_INVAL;
-	}
-	if (job_terminal(j->state) || j->cancel) {
-		snprintf(why, len, "job %s has ended (%s)", j->spec->name, job_state_str(j->state));
-		return ERR_INVAL;
-	}
+	if ((rv = changeable(j, "have versions", why, len)) != 0)
+		return rv;
 	if (!spec_same_except_version(j->spec, spec, diff, sizeof(diff))) {
 		snprintf(why, len, "%s", diff);
 		return ERR_INVAL;
@@ -938,16 +942,10 @@ int serve_rollback(struct master *m, struct job *j, uint32_t to, const char *by,
 {
 	struct serve *sv = j->serve;
 	uint32_t from;
+	int rv;
 
-	if (!sv) {
-		snprintf(why, len, "job %s is a %s job: only serve jobs have versions",
-			 j->spec->name, spec_kind_str(j->spec->kind));
-		return ERR_INVAL;
-	}
-	if (job_terminal(j->state) || j->cancel) {
-		snprintf(why, len, "job %s has ended (%s)", j->spec->name, job_state_str(j->state));
-		return ERR_INVAL;
-	}
+	if ((rv = changeable(j, "have versions", why, len)) != 0)
+		return rv;
 	from = sv->version;
 	if (!to) {
 		/* The version before the wanted one. */
