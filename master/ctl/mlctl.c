@@ -636,8 +636,8 @@ static int cmd_status(int argc, char **argv)
 		return 0;
 	}
 	putchar('\n');
-	printf("%-5s %-9s %-16s %-8s %5s %7s %9s  %s\n", "TASK", "STATE", "NODE", "GPUS", "EXIT",
-	       "CPU%", "MEMORY", "REASON");
+	printf("%-5s %-9s %-16s %-8s %5s %7s %9s %5s  %s\n", "TASK", "STATE", "NODE", "GPUS",
+	       "EXIT", "CPU%", "MEMORY", "GPU%", "REASON");
 	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "tasks"))
 	{
 		char gpus[64] = "", exit_s[16] = "-", mem[24] = "-";
@@ -652,9 +652,12 @@ static int cmd_status(int argc, char **argv)
 			snprintf(exit_s, sizeof(exit_s), "%.0f", num(t, "exit_code"));
 		if (strcmp(st, "running") == 0)
 			fmt_size((uint64_t)num(t, "mem_used"), mem, sizeof(mem));
-		printf("%-5.0f %-9s %-16s %-8s %5s %7.1f %9s  %s\n", num(t, "task"), st,
+		char gpct[16] = "-";
+		if (num(t, "gpu_util") >= 0 && cJSON_GetObjectItemCaseSensitive(t, "gpu_util"))
+			snprintf(gpct, sizeof(gpct), "%.0f", num(t, "gpu_util"));
+		printf("%-5.0f %-9s %-16s %-8s %5s %7.1f %9s %5s  %s\n", num(t, "task"), st,
 		       *str(t, "node") ? str(t, "node") : "-", gpus[0] ? gpus : "-", exit_s,
-		       num(t, "cpu_pct"), mem, str(t, "reason"));
+		       num(t, "cpu_pct"), mem, gpct, str(t, "reason"));
 	}
 	/* Tasks that ran more than once: where each run's log is. */
 	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "tasks"))
