@@ -144,7 +144,8 @@ struct want {
 	struct job *j;
 	uint32_t *tasks; /* indices into j->tasks, sj.req.ntasks of them */
 	uint32_t *avoid;
-	struct sched_cons cons[SCHED_MAX_CONS];
+	struct sched_cons *cons; /* only for jobs with constraints (a pass builds
+				  * one want per live job: keep them small) */
 	struct sched_slot *held;
 	bool waited;     /* got a SCHED_WAIT already */
 };
@@ -182,6 +183,9 @@ static void want_cons(struct want *w)
 	const struct spec *s = w->j->spec;
 	char why[128];
 
+	if (s->nconstraints)
+		w->cons = xcalloc(s->nconstraints < SCHED_MAX_CONS ? s->nconstraints : SCHED_MAX_CONS,
+				  sizeof(*w->cons));
 	for (size_t i = 0; i < s->nconstraints && w->sj.req.ncons < SCHED_MAX_CONS; i++)
 		if (sched_cons_parse(s->constraints[i], &w->cons[w->sj.req.ncons], why,
 				     sizeof(why)) == 0)
@@ -413,6 +417,7 @@ int sched_run(struct master *m)
 	placed = sched_pass(m->core, pend, ip, run, ir, emit, &p);
 	for (size_t i = 0; i < p.nwants; i++) {
 		free(p.wants[i].tasks);
+		free(p.wants[i].cons);
 		free(p.wants[i].avoid);
 		free(p.wants[i].held);
 	}
