@@ -214,6 +214,10 @@ struct master {
 	 * per-heartbeat walk looks at, however long the history grows. */
 	struct job **live;
 	size_t nlive, cap_live;
+	/* Serve jobs not known to have ended: what serve_tick walks each
+	 * turn (autoscaling, rollout deadlines), instead of every live job. */
+	struct job **serving;
+	size_t nserving, cap_serving;
 	/* Jobs changed in this turn (written by state_flush). */
 	struct job **dirty;
 	size_t ndirty, cap_dirty;

@@ -155,8 +155,12 @@ int serve_init(struct master *m, struct job *j, const cJSON *rec)
 	uint64_t u;
 	const char *s;
 
-	(void)m;
 	j->serve = sv;
+	if (m->nserving == m->cap_serving) {
+		m->cap_serving = m->cap_serving ? m->cap_serving * 2 : 16;
+		m->serving = xrealloc(m->serving, m->cap_serving * sizeof(*m->serving));
+	}
+	m->serving[m->nserving++] = j;
 	if (!rec) {
 		sv->replicas = j->spec->replicas;
 		sv->standby = j->spec->standby;
@@ -885,9 +889,13 @@ void serve_tick(struct master *m)
 {
 	uint64_t mono = now_ms();
 
-	for (size_t i = m->nlive; i-- > 0;) {
-		struct job *j = m->live[i];
-		if (!j->serve || j->cancel)
+	for (size_t i = m->nserving; i-- > 0;) {
+		struct job *j = m->serving[i];
+		if (job_terminal(j->state)) {
+			m->serving[i] = m->serving[--m->nserving];
+			continue;
+		}
+		if (j->cancel)
 			continue;
 		if (j->spec->autoscale.set && j->state == JOB_RUNNING)
 			autoscale(m, j, mono);

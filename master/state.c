@@ -1279,6 +1279,9 @@ void state_reset(struct master *m)
 	free(m->jobs);
 	free(m->live);
 	free(m->dirty);
+	free(m->serving);
+	m->serving = NULL;
+	m->nserving = m->cap_serving = 0;
 	free(m->nodes);
 	m->jobs = m->live = m->dirty = NULL;
 	m->nodes = NULL;
