@@ -342,10 +342,8 @@ static void set_errno_reason(struct probe *p, const char *what, int e)
 
 static int spawn_exec(struct probe *p)
 {
-	static const int dfl_sigs[] = {SIGCHLD, SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
-	sigset_t none, dfl;
 	int devnull, e;
 
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -357,19 +355,11 @@ static int spawn_exec(struct probe *p)
 		if ((devnull = hi) < 0)
 			return errno;
 	}
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	for (size_t i = 0; i < sizeof(dfl_sigs) / sizeof(dfl_sigs[0]); i++)
-		sigaddset(&dfl, dfl_sigs[i]);
 	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	if ((e = posix_spawn_file_actions_adddup2(&fa, devnull, 0)) == 0 &&
+	if ((e = proc_spawnattr(&attr)) == 0 &&
+	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 0)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 1)) == 0 &&
-	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 2)) == 0 &&
-	    (e = posix_spawnattr_setsigmask(&attr, &none)) == 0 &&
-	    (e = posix_spawnattr_setsigdefault(&attr, &dfl)) == 0 &&
-	    (e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) ==
-		0)
+	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 2)) == 0)
 		e = posix_spawnp(&p->pid, p->argv[0], &fa, &attr, p->argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);

@@ -505,7 +505,6 @@ static int spawn_wait(const char *const argv[], int out_fd, struct capture *out,
 	int opipe[2] = {-1, -1}, epipe[2] = {-1, -1};
 	int devnull = -1, out_copy = -1, err_copy = -1, rv = ERR_SYS, e, st;
 	bool fa_ok = false, attr_ok = false;
-	sigset_t none, dfl;
 	pid_t pid;
 
 	devnull = high_fd(open("/dev/null", O_RDWR | O_CLOEXEC));
@@ -541,23 +540,10 @@ static int spawn_wait(const char *const argv[], int out_fd, struct capture *out,
 	    (e = posix_spawn_file_actions_adddup2(&fa, err_fd, 2)) != 0)
 		goto fail_errno;
 
-	if ((e = posix_spawnattr_init(&attr)) != 0)
-		goto fail_errno;
 	attr_ok = true;
 	/* The agent may block or ignore signals in its own threads; the child
 	 * starts clean. */
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGCHLD);
-	sigaddset(&dfl, SIGPIPE);
-	sigaddset(&dfl, SIGTERM);
-	sigaddset(&dfl, SIGINT);
-	sigaddset(&dfl, SIGHUP);
-	sigaddset(&dfl, SIGQUIT);
-	if ((e = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
-	    (e = posix_spawnattr_setsigdefault(&attr, &dfl)) != 0 ||
-	    (e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) !=
-		    0)
+	if ((e = proc_spawnattr(&attr)) != 0)
 		goto fail_errno;
 
 	e = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
@@ -981,4 +967,22 @@ out:
 	runc_ids_free(v, cnt);
 	free(out.buf);
 	return rv;
+}
+
+int proc_spawnattr(posix_spawnattr_t *attr)
+{
+	static const int dfl_sigs[] = {SIGCHLD, SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+	sigset_t none, dfl;
+	int e;
+
+	if ((e = posix_spawnattr_init(attr)) != 0)
+		return e;
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	for (size_t i = 0; i < sizeof(dfl_sigs) / sizeof(dfl_sigs[0]); i++)
+		sigaddset(&dfl, dfl_sigs[i]);
+	if ((e = posix_spawnattr_setsigmask(attr, &none)) != 0 ||
+	    (e = posix_spawnattr_setsigdefault(attr, &dfl)) != 0)
+		return e;
+	return posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 }

@@ -132,12 +132,9 @@ static int fd_high(int fd)
  */
 int shim_spawn(struct atask *t, char *why, size_t whylen)
 {
-	static const int dfl_sigs[] = {SIGCHLD, SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT};
-	const short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
 	const char *argv[] = {"mlagent", "shim", t->dir, NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
-	sigset_t none, dfl;
 	int p[2] = {-1, -1}, rd = -1, wr = -1, devnull = -1, e, rv = ERR_SYS, pid = 0;
 	char report[SHIM_REPORT_MAX], *nl;
 	size_t len = 0;
@@ -154,20 +151,13 @@ int shim_spawn(struct atask *t, char *why, size_t whylen)
 		set_why(why, whylen, "cannot start the shim: %s", strerror(errno));
 		goto out;
 	}
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	for (size_t i = 0; i < sizeof(dfl_sigs) / sizeof(dfl_sigs[0]); i++)
-		sigaddset(&dfl, dfl_sigs[i]);
 	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
 	/* The shim starts with no signal blocked (we block some for the
 	 * signalfd) and default dispositions. */
-	if ((e = posix_spawn_file_actions_adddup2(&fa, devnull, 0)) == 0 &&
+	if ((e = proc_spawnattr(&attr)) == 0 &&
+	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 0)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 1)) == 0 &&
-	    (e = posix_spawn_file_actions_adddup2(&fa, wr, SHIM_REPORT_FD)) == 0 &&
-	    (e = posix_spawnattr_setsigmask(&attr, &none)) == 0 &&
-	    (e = posix_spawnattr_setsigdefault(&attr, &dfl)) == 0 &&
-	    (e = posix_spawnattr_setflags(&attr, flags)) == 0)
+	    (e = posix_spawn_file_actions_adddup2(&fa, wr, SHIM_REPORT_FD)) == 0)
 		/* Our own binary, even if it was replaced on disk since. */
 		e = posix_spawn(&t->shim, "/proc/self/exe", &fa, &attr, (char *const *)argv,
 				environ);

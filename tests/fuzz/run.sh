@@ -26,7 +26,7 @@ case $secs in '' | *[!0-9]*)
 esac
 
 # name: extra sources, -max_len, dictionary
-declare -A EXTRA=([wire]="" [seal]="" [spec_yaml]="" [spec_json]="" [bodies]="agent/probe.c")
+declare -A EXTRA=([wire]="" [seal]="" [spec_yaml]="" [spec_json]="" [bodies]="agent/probe.c agent/runc.c")
 declare -A MAXLEN=([wire]=16384 [seal]=8192 [spec_yaml]=8192 [spec_json]=8192 [bodies]=16384)
 declare -A DICT=([wire]=json [seal]="" [spec_yaml]=yaml [spec_json]=json [bodies]=json)
 ALL="wire seal spec_yaml spec_json bodies"
