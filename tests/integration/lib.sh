@@ -127,7 +127,7 @@ start_master() {
 # (below the random master ports and the kernel's ephemeral range), kept
 # across restarts of that agent.
 declare -A AGENT_PORTS=()
-NEXT_PORTS=12000
+NEXT_PORTS=${MLS_PORT_BASE:-12000}
 
 # start_agent NAME [mlagent options...]
 start_agent() {
