@@ -4,7 +4,7 @@
 MLS_BUILD_PKGS="build-essential autoconf automake libtool pkg-config libnng-dev libsodium-dev
  libsqlite3-dev libcurl4-openssl-dev libyaml-dev libcjson-dev libmicrohttpd-dev runc busybox-static"
 # clang and its runtimes (libFuzzer, ASan, UBSan) build tests/fuzz/.
-MLS_TEST_PKGS="libcmocka-dev valgrind jq sqlite3 etcd-server clang libclang-rt-dev"
+MLS_TEST_PKGS="libcmocka-dev valgrind jq sqlite3 etcd-server etcd-client clang libclang-rt-dev"
 
 install_deps() {
 	local want=$MLS_BUILD_PKGS missing=() p

@@ -30,7 +30,10 @@
  * then campaigns like any follower.
  *
  * With sqlite there is no election: the master that holds the state
- * folder's lock is the leader for its whole life.
+ * folder's lock is the leader for its whole life, except while its store
+ * cannot be written (leader_store_failed): then it stands by in its own
+ * way, answering reads from the committed state and refusing the rest,
+ * and probes the store until a write goes through again.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -49,6 +52,12 @@
 #define CAMPAIGN_MS 250
 #define MARGIN_MS 300 /* act only while the lease has this much left */
 #define RELOAD_MIN_MS 500
+#define STORE_PROBE_MS 500     /* the first probe, doubled up to the max */
+#define STORE_PROBE_MAX_MS 4000
+/* A probe write this big must go through before new work is taken again,
+ * so that a store with a few pages left does not flap at every turn. */
+#define STORE_PROBE_BYTES (256 * 1024)
+#define STORE_PROBE_KEY "meta/write_check"
 
 static void forget_leader(struct master *m)
 {
@@ -270,12 +279,109 @@ bool leader_valid(struct master *m)
 	return true;
 }
 
+void leader_store_failed(struct master *m, int rv)
+{
+	const char *why = store_why(m->store);
+	uint64_t t0 = now_ms();
+	struct outmsg *o, *next, *keep;
+
+	snprintf(m->ha.degraded_why, sizeof(m->ha.degraded_why), "%s",
+		 *why ? why : err_str(rv));
+	log_error("store write failed (%s): this turn is dropped; new work is refused and reads "
+		  "are answered from the committed state until the store takes writes again",
+		  m->ha.degraded_why);
+	m->stats.store_failures++;
+	m->ha.leading = false;
+	m->ha.degraded = true;
+	m->ha.probe_ms = STORE_PROBE_MS;
+	m->ha.next_probe = t0 + m->ha.probe_ms;
+	/* Every reply of the turn becomes the refusal (none of it was
+	 * committed), so that no client waits for an answer in vain. */
+	keep = m->out_head;
+	m->out_head = NULL;
+	m->out_tail = &m->out_head;
+	state_reset(m);
+	if ((rv = state_load(m)) != 0)
+		fatal("cannot load the committed state again after a failed write: %s",
+		      err_str(rv));
+	m->ha.loaded = true;
+	for (o = keep; o; o = next) {
+		next = o->next;
+		leader_refuse(m, o->sock, &o->peer, false);
+		cJSON_Delete(o->body);
+		free(o);
+	}
+	log_info("reloaded the committed state in %" PRIu64 " ms: %zu nodes, %zu jobs",
+		 now_ms() - t0, m->nnodes, m->njobs);
+}
+
+/* One write of STORE_PROBE_BYTES and its removal, each committed. */
+static int probe_write(struct master *m)
+{
+	void *pad = xcalloc(1, STORE_PROBE_BYTES);
+	int rv;
+
+	if ((rv = store_begin(m->store)) == 0) {
+		if ((rv = store_put(m->store, STORE_PROBE_KEY, pad, STORE_PROBE_BYTES)) == 0)
+			rv = store_commit(m->store);
+		else
+			store_rollback(m->store);
+	}
+	free(pad);
+	if (rv == 0 && (rv = store_begin(m->store)) == 0) {
+		if ((rv = store_del(m->store, STORE_PROBE_KEY)) == 0)
+			rv = store_commit(m->store);
+		else
+			store_rollback(m->store);
+	}
+	return rv;
+}
+
+static void probe_store(struct master *m)
+{
+	uint8_t rnd[8];
+	int rv;
+
+	if ((rv = probe_write(m)) != 0) {
+		/* Back off, so that a long outage does not fill the log. */
+		m->ha.probe_ms = m->ha.probe_ms * 2 > STORE_PROBE_MAX_MS ? STORE_PROBE_MAX_MS
+									: m->ha.probe_ms * 2;
+		m->ha.next_probe = now_ms() + m->ha.probe_ms;
+		const char *why = store_why(m->store);
+		if (*why && strcmp(why, m->ha.degraded_why) != 0) {
+			snprintf(m->ha.degraded_why, sizeof(m->ha.degraded_why), "%s", why);
+			log_warn("the store still cannot be written: %s", why);
+		}
+		return;
+	}
+	/* The model is the committed one, untouched since: a new session
+	 * for the agents (their order numbers start again), as after an
+	 * election. */
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(m->boot, sizeof(m->boot), rnd, sizeof(rnd));
+	for (size_t i = 0; i < m->nnodes; i++) {
+		m->nodes[i]->last_seen = now_ms();
+		m->nodes[i]->boot[0] = '\0';
+		m->nodes[i]->poll_held = false;
+	}
+	m->ha.degraded = false;
+	m->ha.loaded = false;
+	m->ha.leading = true;
+	m->sched_dirty = true;
+	log_info("the store takes writes again (was: %s): accepting new work",
+		 m->ha.degraded_why);
+	m->ha.degraded_why[0] = '\0';
+}
+
 void leader_tick(struct master *m)
 {
 	uint64_t now = now_ms();
 
-	if (!m->ha.on)
+	if (!m->ha.on) {
+		if (m->ha.degraded && now >= m->ha.next_probe)
+			probe_store(m);
 		return;
+	}
 	if (m->ha.leading) {
 		if (!leader_valid(m))
 			return;
@@ -329,6 +435,15 @@ void leader_refuse(struct master *m, nng_socket sock, const struct net_peer *pee
 	const char *url = agents ? m->ha.agent_url : m->ha.ctl_url;
 	cJSON *b;
 
+	if (m->ha.degraded) {
+		out_reply(m, sock, peer, WIRE_ERROR,
+			  wire_error_body(ERR_STORE,
+					  "the master's store cannot be written (%s): no new work "
+					  "or changes are accepted until it can; reads are still "
+					  "answered",
+					  m->ha.degraded_why));
+		return;
+	}
 	if (url)
 		b = wire_error_body(ERR_NOTLEADER, "this master is standing by; the leader is at %s",
 				    url);

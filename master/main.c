@@ -111,13 +111,14 @@ static void turn(struct master *m)
 		serve_tick(m);
 		api_tick(m);
 		if ((rv = state_flush(m)) != 0) {
-			if (!m->ha.on)
+			if (!m->ha.on) {
 				/* Memory is ahead of the store and nothing of
-				 * this turn has been acknowledged: exit, and a
-				 * restart reloads what was committed. */
-				fatal("store write failed (%s): exiting so that a restart reloads "
-				      "the committed state",
-				      err_str(rv));
+				 * this turn has been acknowledged: back to the
+				 * committed state, reads only until the store
+				 * takes writes again. */
+				leader_store_failed(m, rv);
+				return;
+			}
 			/* HA: fenced (another master leads) or the store is
 			 * unreachable: nothing of this turn may go out. */
 			m->ha.lease_ok_at = 0;

@@ -241,7 +241,7 @@ struct master {
 	/* Counters and histograms for --metrics-listen (telemetry.c). */
 	struct {
 		uint64_t submitted, placements, preemptions, node_losses, restarts, reschedules,
-			promotions, health_failures;
+			promotions, health_failures, store_failures;
 		struct metrics_histo sched_pass, submit_to_running, store_commit;
 		struct metrics_server *server;
 	} stats;
@@ -261,6 +261,13 @@ struct master {
 		int64_t watch_from;     /* revision the watch started after */
 		uint64_t next_reload;   /* monotonic ms */
 		uint64_t reload_ms;     /* how long the last load took */
+		/* sqlite: the store refused a commit (disk full, read-only):
+		 * reads only, from the committed state, until a probe write
+		 * succeeds (leader_store_failed). */
+		bool degraded;
+		char degraded_why[REASON_MAX];
+		uint64_t next_probe;    /* monotonic ms */
+		uint64_t probe_ms;      /* the wait before the next one */
 	} ha;
 };
 
@@ -356,10 +363,22 @@ void leader_tick(struct master *m);
 bool leader_valid(struct master *m);
 /* A follower with a warm model answers this request type itself? */
 bool leader_follower_reads(const struct master *m, uint16_t type);
-/* A follower's answer: ERR_NOTLEADER with the leader's URLs. */
+/* A follower's answer: ERR_NOTLEADER with the leader's URLs (ERR_STORE and
+ * its reason while the store cannot be written). */
 void leader_refuse(struct master *m, nng_socket sock, const struct net_peer *peer, bool agents);
 /* Give the lease back (clean shutdown). */
 void leader_resign(struct master *m);
+/*
+ * A single master's (sqlite) commit failed: the disk is full, the file
+ * system read-only, or the file unwritable.  Nothing of the turn was
+ * acknowledged: its orders are dropped, its replies become refusals, and
+ * the model is loaded again from what was committed.  Until a probe write
+ * succeeds (after 0.5 s, backing off to every 4 s; leader_tick), the master
+ * answers the read-only requests from that model and refuses everything
+ * else, agents included, with the store's reason; then it takes work again
+ * by itself.  Exits only when even the reload fails.
+ */
+void leader_store_failed(struct master *m, int rv);
 
 /* telemetry.c: the master's Prometheus metrics. */
 /* Start serving --metrics-listen (when set); 0 or an error with why. */

@@ -86,6 +86,13 @@ static void render(struct metrics_buf *b, void *arg)
 	metrics_head(b, "mlsched_health_failures_total", "counter",
 		     "Serve tasks replaced for failing their probe.");
 	metrics_printf(b, "mlsched_health_failures_total %" PRIu64 "\n", m->stats.health_failures);
+	metrics_head(b, "mlsched_store_write_failures_total", "counter",
+		     "Commits the store refused (disk full, read-only): each drops its turn.");
+	metrics_printf(b, "mlsched_store_write_failures_total %" PRIu64 "\n",
+		       m->stats.store_failures);
+	metrics_head(b, "mlsched_store_writable", "gauge",
+		     "0 while the store refuses writes and only reads are answered.");
+	metrics_printf(b, "mlsched_store_writable %d\n", m->ha.degraded ? 0 : 1);
 
 	metrics_histo_write(b, "mlsched_sched_pass_seconds", "Time of one scheduler pass.",
 			    &m->stats.sched_pass);

@@ -62,6 +62,11 @@ void store_close(struct store *s)
 		s->ops->close(s);
 }
 
+const char *store_why(const struct store *s)
+{
+	return s->why;
+}
+
 static int check_key(const char *key)
 {
 	if (!key || !*key)

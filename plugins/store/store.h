@@ -84,9 +84,13 @@ struct store_ops {
 	void (*watch_stop)(struct store *s);
 };
 
-/* Every store object starts with its ops pointer. */
+/* Every store object starts with its ops pointer.  why holds the store's
+ * own words for its latest failure ("database or disk is full"), for the
+ * messages users read; "" when it never failed. */
+#define STORE_WHY_MAX 200
 struct store {
 	const struct store_ops *ops;
+	char why[STORE_WHY_MAX];
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -104,6 +108,9 @@ extern const struct store_ops store_etcd_ops;
  */
 int store_open(const char *uri, struct store **out, char *why, size_t whylen);
 void store_close(struct store *s); /* NULL is fine */
+/* The store's message for its latest failure ("" if none); owned by s,
+ * valid until its next call. */
+const char *store_why(const struct store *s);
 
 /* Thin wrappers over the ops.  get: *val is malloc'd (NUL-terminated for
  * convenience, *len excludes it), caller frees; ERR_NOENT if absent.

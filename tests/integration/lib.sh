@@ -258,6 +258,9 @@ cleanup() {
 			tail -n 40 "$f" | sed 's/^/#   /'
 		done
 	fi
+	# File systems a test mounted under $T (a small tmpfs to fill up).
+	awk -v t="$T/" 'index($2, t) == 1 { print $2 }' /proc/mounts | sort -r |
+		while read -r mnt; do umount -l "$mnt"; done
 	rm -rf "$T"
 	# An EXIT trap's exit sets the status: a report found above fails
 	# a test whose checks all passed.

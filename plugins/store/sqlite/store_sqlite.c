@@ -18,6 +18,7 @@
 #include <libgen.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -73,6 +74,7 @@ static struct sqlite_store *to_sqlite(struct store *st)
 /* Log what failed with sqlite's own message and map it to ERR_STORE. */
 static int db_fail(struct sqlite_store *s, const char *what, const char *key)
 {
+	snprintf(s->base.why, sizeof(s->base.why), "sqlite %s: %s", what, sqlite3_errmsg(s->db));
 	log_error("store: sqlite %s%s%s failed: %s (path=%s)", what, key ? " key=" : "",
 		  key ? key : "", sqlite3_errmsg(s->db), s->path);
 	return ERR_STORE;
@@ -292,8 +294,14 @@ static int sqlite_commit(struct store *st)
 		return ERR_STATE;
 	}
 	rv = step_done(s, s->commit, "commit", NULL);
-	if (rv != 0 && !sqlite3_get_autocommit(s->db))
+	if (rv != 0 && !sqlite3_get_autocommit(s->db)) {
+		char why[STORE_WHY_MAX];
+
+		/* The commit's reason is the one to report. */
+		memcpy(why, s->base.why, sizeof(why));
 		step_done(s, s->rollback, "rollback after failed commit", NULL);
+		memcpy(s->base.why, why, sizeof(why));
+	}
 	return rv;
 }
 
