@@ -13,7 +13,7 @@
  *   gpus.c     the GPUs: found at start, read at each SYNC, errors reported
  *   runc.c     bundles and runc calls (runc.h)
  *
- * Each task runs under its own shim ("mlagent shim DIR", see shim.c): a
+ * Each task runs under its own shim ("mlagent-shim shim DIR", see shim.c): a
  * child subreaper that starts the container with runc, reaps its init and
  * writes the exit status to DIR/exit.  Shims outlive the agent, so an agent
  * restart leaves containers running: the new agent finds each task's folder
@@ -238,8 +238,11 @@ void task_probe_step(struct agent *a, uint64_t now);
 #define META_MAX (64 * 1024)
 #define CMDLINE_MAX 8192
 
-/* "mlagent shim DIR": the shim process itself.  Exit status for main. */
+/* "mlagent-shim shim DIR": the shim process itself.  Exit status for main. */
 int shim_main(const char *dir);
+/* Find mlagent-shim beside our own binary (once, at start-up): 0, or
+ * ERR_NOENT / ERR_SYS with the path and the reason in why. */
+int shim_locate(char *why, size_t whylen);
 /*
  * Start t's shim and wait for its report: 0 with t->shim and t->pid set once
  * the container runs, or ERR_RUNC / ERR_SYS with the reason in why.  A shim

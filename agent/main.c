@@ -3,8 +3,9 @@
  * under per-task shims, reports their exits, health, utilization and logs
  * (protocol: docs/design-notes.md and master/agents.c).  This file holds the
  * options, the set-up and the poll loop; agent.h lists the other files.
- * "mlagent shim DIR" is the shim itself (shim.c); the agent starts it,
- * nobody else needs to.
+ * The shim of each task is a binary of its own, mlagent-shim (shim_bin.c),
+ * found beside this one; "mlagent shim DIR" runs the same code, and is kept
+ * so that an agent can still be pointed at itself when debugging.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -233,6 +234,8 @@ int main(int argc, char **argv)
 	log_set_subs(subs);
 	if (sodium_init() < 0)
 		fatal("libsodium failed to initialise");
+	if (shim_locate(err, sizeof(err)) != 0)
+		fatal("cannot start tasks: %s", err);
 	if (mkdir_p(a.cfg.state_dir, 0750) != 0)
 		fatal("cannot create --state-dir %s: %s", a.cfg.state_dir, strerror(errno));
 	if (!a.cfg.insecure) {

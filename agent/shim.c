@@ -1,5 +1,6 @@
 /*
- * shim.c - the per-task shim ("mlagent shim DIR") and the task folder.
+ * shim.c - the per-task shim ("mlagent-shim shim DIR", built from this file
+ * and shim_bin.c) and the task folder.
  *
  * A task's folder (tasks_dir/<container id>) is its OCI bundle (config.json,
  * work/, tmp/) and what a later agent process needs to take the task over:
@@ -20,6 +21,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -36,7 +39,6 @@
 #include "err.h"
 #include "log.h"
 #include "util.h"
-#include "wire.h"
 
 extern char **environ;
 
@@ -130,9 +132,36 @@ static int fd_high(int fd)
  * (/dev/null), stderr (ours) and the report pipe reach the shim: everything
  * else of ours is close-on-exec, the nng socket included.
  */
+static char shim_bin[PATH_MAX];
+
+int shim_locate(char *why, size_t whylen)
+{
+	char self[PATH_MAX], *slash;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n <= 0) {
+		set_why(why, whylen, "readlink /proc/self/exe: %s", strerror(errno));
+		return ERR_SYS;
+	}
+	self[n] = '\0';
+	if ((slash = strrchr(self, '/')))
+		*slash = '\0';
+	if (snprintf(shim_bin, sizeof(shim_bin), "%s/mlagent-shim", self) >= (int)sizeof(shim_bin)) {
+		set_why(why, whylen, "%s/mlagent-shim: path too long", self);
+		return ERR_TOOBIG;
+	}
+	if (access(shim_bin, X_OK) != 0) {
+		set_why(why, whylen,
+			"%s: %s (mlagent-shim, the per-task shim, is installed beside mlagent)",
+			shim_bin, strerror(errno));
+		return ERR_NOENT;
+	}
+	return 0;
+}
+
 int shim_spawn(struct atask *t, char *why, size_t whylen)
 {
-	const char *argv[] = {"mlagent", "shim", t->dir, NULL};
+	const char *argv[] = {"mlagent-shim", "shim", t->dir, NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	int p[2] = {-1, -1}, rd = -1, wr = -1, devnull = -1, e, rv = ERR_SYS, pid = 0;
@@ -158,16 +187,14 @@ int shim_spawn(struct atask *t, char *why, size_t whylen)
 	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 0)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 1)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, wr, SHIM_REPORT_FD)) == 0)
-		/* Our own binary, even if it was replaced on disk since. */
-		e = posix_spawn(&t->shim, "/proc/self/exe", &fa, &attr, (char *const *)argv,
-				environ);
+		e = posix_spawn(&t->shim, shim_bin, &fa, &attr, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(wr);
 	wr = -1;
 	if (e != 0) {
 		t->shim = 0;
-		set_why(why, whylen, "cannot start the shim (/proc/self/exe): %s", strerror(e));
+		set_why(why, whylen, "cannot start the shim (%s): %s", shim_bin, strerror(e));
 		goto out;
 	}
 	deadline = now_ms() + SHIM_START_TIMEOUT_MS;
@@ -214,7 +241,8 @@ out:
 	return rv;
 }
 
-/* Is pid "mlagent shim <t->dir>"?  (A pid in shim.pid may have been reused.) */
+/* Is pid "<any> shim <t->dir>" (mlagent-shim, or mlagent before there was
+ * one)?  (A pid in shim.pid may have been reused.) */
 static bool shim_cmdline_ok(const struct atask *t, pid_t pid)
 {
 	char *path = xasprintf("/proc/%d/cmdline", (int)pid), *text = NULL;
@@ -278,6 +306,17 @@ bool shim_gone(const struct atask *t)
 
 /* ---- the shim process ---- */
 
+/* A non-empty string of meta.json no longer than max, or NULL.  (Not
+ * wire_get_str: the shim binary links no more than it needs.) */
+static const char *meta_str(const cJSON *m, const char *key, size_t max)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, key);
+
+	if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) > max)
+		return NULL;
+	return v->valuestring;
+}
+
 /* One report line to the agent (which may be gone: EPIPE is ignored), then
  * the pipe is closed. */
 static void shim_report(const char *fmt, ...)
@@ -300,7 +339,7 @@ static void shim_report(const char *fmt, ...)
 }
 
 /*
- * mlagent shim DIR: run the container of the task in DIR (see the top of
+ * mlagent-shim shim DIR: run the container of the task in DIR (see the top of
  * this file) and outlive the agent.  It has its own session (a ^C in
  * the agent's terminal or a signal to its process group must not reach it),
  * ignores SIGTERM, SIGINT and SIGHUP (only the container's end should end
@@ -310,7 +349,7 @@ static void shim_report(const char *fmt, ...)
  */
 int shim_main(const char *dir)
 {
-	char *path = NULL, *text = NULL, why[RUNC_WHY_LEN] = "", buf[64];
+	char *path = NULL, *text = NULL, why[RUNC_WHY_LEN] = "", buf[64], cid[RUNC_ID_MAX];
 	const char *id = NULL, *bin = NULL, *root = NULL, *logp = NULL;
 	struct runc r;
 	cJSON *m = NULL;
@@ -345,10 +384,8 @@ int shim_main(const char *dir)
 	free(path);
 	path = xasprintf("%s/meta.json", dir);
 	if (file_read(path, META_MAX, &text, NULL) != 0 || !(m = cJSON_Parse(text)) ||
-	    wire_get_str(m, "id", RUNC_ID_MAX - 1, &id) != 0 ||
-	    wire_get_str(m, "runc", PATH_MAX, &bin) != 0 ||
-	    wire_get_str(m, "runc_root", PATH_MAX, &root) != 0 ||
-	    wire_get_str(m, "log", PATH_MAX, &logp) != 0) {
+	    !(id = meta_str(m, "id", RUNC_ID_MAX - 1)) || !(bin = meta_str(m, "runc", PATH_MAX)) ||
+	    !(root = meta_str(m, "runc_root", PATH_MAX)) || !(logp = meta_str(m, "log", PATH_MAX))) {
 		shim_report("failed %s is missing or incomplete", path);
 		goto out;
 	}
@@ -365,6 +402,15 @@ int shim_main(const char *dir)
 	close(logfd);
 	logfd = -1;
 	shim_report("started %d", (int)init);
+	/* It waits as long as the container lives: give back what starting
+	 * took (meta.json, runc's output) before that. */
+	snprintf(cid, sizeof(cid), "%s", id);
+	id = cid;
+	cJSON_Delete(m);
+	m = NULL;
+	free(text);
+	text = NULL;
+	malloc_trim(0);
 	for (;;) {
 		w = waitpid(-1, &st, 0);
 		if (w < 0 && errno == EINTR)

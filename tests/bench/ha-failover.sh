@@ -70,7 +70,7 @@ cleanup() {
 	for f in "$T"/agent/tasks/*/shim.pid; do
 		[ -f "$f" ] || continue
 		n=$(cat "$f")
-		[ "$(tr '\0' ' ' <"/proc/$n/cmdline" 2>/dev/null)" = "mlagent shim $(realpath "$(dirname "$f")") " ] &&
+		[ "$(tr '\0' ' ' <"/proc/$n/cmdline" 2>/dev/null)" = "mlagent-shim shim $(realpath "$(dirname "$f")") " ] &&
 			kill -9 "$n" 2>/dev/null
 	done
 	r=$T/agent/runc

@@ -100,7 +100,7 @@ kill_shims() {
 		[ -f "$f" ] || continue
 		pid=$(cat "$f")
 		dir=$(realpath "$(dirname "$f")")
-		if [ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" = "mlagent shim $dir " ]; then
+		if [ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" = "mlagent-shim shim $dir " ]; then
 			kill -9 "$pid" 2>/dev/null
 		fi
 	done

@@ -169,7 +169,7 @@ job_field() {
 
 job_state_is() { [ "$(job_field "$1" state)" = "$2" ]; }
 
-# kill_shims: kill -9 the task shims ("mlagent shim DIR", one per task;
+# kill_shims: kill -9 the task shims ("mlagent-shim shim DIR", one per task;
 # they outlive their agent) of this test's agents.  Their containers keep
 # running until runc kills them.
 kill_shims() {
@@ -179,7 +179,7 @@ kill_shims() {
 		pid=$(cat "$f")
 		dir=$(realpath "$(dirname "$f")")
 		# shim.pid may be stale: make sure the pid is still that shim.
-		if [ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" = "mlagent shim $dir " ]; then
+		if [ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" = "mlagent-shim shim $dir " ]; then
 			kill -9 "$pid" 2>/dev/null
 		fi
 	done
