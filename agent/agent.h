@@ -110,6 +110,12 @@ struct agent {
 	uint64_t next_sync;    /* monotonic ms */
 	bool in_flight;        /* a SYNC awaits its reply */
 	uint64_t sent_at;
+	/* What the SYNCs in between heartbeats leave out (session_sync):
+	 * when the last full one went, and the capacity last sent, to whom. */
+	uint64_t beat_at;      /* monotonic ms */
+	char *cap_sent;        /* its JSON text, owned; NULL: send it */
+	char cap_boot[40];     /* the master_boot it went to */
+	uint64_t cap_at;       /* monotonic ms */
 	/* capacity */
 	const struct gpu_ops *gpu;
 	void *gpu_ctx;

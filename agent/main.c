@@ -385,6 +385,7 @@ int main(int argc, char **argv)
 	if (a.gpu)
 		a.gpu->fini(a.gpu_ctx);
 	cJSON_Delete(a.events);
+	free(a.cap_sent);
 	cJSON_Delete(a.labels);
 	seal_ctx_free(a.seal);
 	free(a.pfds);

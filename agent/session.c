@@ -2,9 +2,17 @@
  * session.c - the agent's side of its session with the master (protocol:
  * docs/design-notes.md, "Agent protocol"; the master's side is
  * master/agents.c).  One SYNC request is in flight at a time; it carries
- * capacity, utilization, the task list and the unacknowledged events, and
- * its reply carries orders (start, stop, log), which are carried out here
- * in order and acknowledged in the next SYNC.
+ * the unacknowledged events and, once per heartbeat, utilization and the
+ * task list (and the capacity when it changed), and its reply carries
+ * orders (start, stop, log), which are carried out here in order and
+ * acknowledged in the next SYNC.
+ *
+ * The master holds a SYNC until it has something to say (a long poll), so
+ * the agent answers every reply with a new SYNC at once: that acknowledges
+ * the orders and re-arms the poll.  Those SYNCs between heartbeats carry
+ * only the acknowledgements and the events: the master reads a missing
+ * "capacity", "util" or "tasks" as "unchanged".  At 10,000 agents this
+ * halves the bytes the master decodes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -187,6 +195,9 @@ static void handle_orders(struct agent *a, const cJSON *body)
 
 /* ---- the SYNC message ---- */
 
+/* The capacity goes again at least this often, whatever changed. */
+#define CAPACITY_REFRESH_MS (60 * 1000)
+
 static cJSON *capacity_json(struct agent *a)
 {
 	cJSON *c = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(c, "gpus"), *ports;
@@ -243,6 +254,11 @@ static cJSON *util_json(struct agent *a)
 void session_sync(struct agent *a)
 {
 	cJSON *b = cJSON_CreateObject(), *ts, *ev, *e, *u;
+	uint64_t now = now_ms();
+	/* A heartbeat is due, or a master does not know us yet (one that
+	 * refused us, or a new master process: it wants our tasks now). */
+	bool beat = !a->joined || now - a->beat_at >= a->cfg.heartbeat_ms ||
+		    strcmp(a->cap_boot, a->master_boot) != 0;
 	int rv;
 
 	cJSON_AddStringToObject(b, "node", a->cfg.name);
@@ -255,9 +271,27 @@ void session_sync(struct agent *a)
 	 * again after a refusal, e.g. a master that lost its state). */
 	if (a->cfg.join && !a->joined)
 		cJSON_AddStringToObject(b, "join", a->cfg.join);
-	u = util_json(a);
-	cJSON_AddItemToObject(b, "capacity", capacity_json(a));
-	cJSON_AddItemToObject(b, "util", u);
+	if (beat) {
+		cJSON *cap;
+		char *text;
+		u = util_json(a);
+		cap = capacity_json(a);
+		text = cJSON_PrintUnformatted(cap);
+		/* To a master that has not had it: a new one, one that
+		 * refused us, or after a change (labels, a GPU error). */
+		if (!a->joined || !a->cap_sent || strcmp(text, a->cap_sent) != 0 ||
+		    strcmp(a->cap_boot, a->master_boot) != 0 || now - a->cap_at >= CAPACITY_REFRESH_MS) {
+			cJSON_AddItemToObject(b, "capacity", cap);
+			free(a->cap_sent);
+			a->cap_sent = text;
+			strlcpy_ok(a->cap_boot, a->master_boot, sizeof(a->cap_boot));
+			a->cap_at = now;
+		} else {
+			cJSON_Delete(cap);
+			free(text);
+		}
+		cJSON_AddItemToObject(b, "util", u);
+	}
 	ev = cJSON_AddArrayToObject(b, "events");
 	cJSON_ArrayForEach(e, a->events)
 	{
@@ -265,8 +299,8 @@ void session_sync(struct agent *a)
 			break;
 		cJSON_AddItemToArray(ev, cJSON_Duplicate(e, 1));
 	}
-	ts = cJSON_AddArrayToObject(b, "tasks");
-	for (struct atask *t = a->tasks; t; t = t->next) {
+	ts = beat ? cJSON_AddArrayToObject(b, "tasks") : NULL;
+	for (struct atask *t = ts ? a->tasks : NULL; t; t = t->next) {
 		uint64_t cpu = 0, mem = 0;
 		e = cJSON_CreateObject();
 		cgroup_usage(t->cgroup, &cpu, &mem);
@@ -288,8 +322,16 @@ void session_sync(struct agent *a)
 	if (now_ms() - a->last_reply >= 2 * a->cfg.heartbeat_ms)
 		cJSON_AddBoolToObject(b, "ping", true);
 	rv = net_send(a->sock, WIRE_SYNC, ++a->seq, a->sender, b, NNG_FLAG_NONBLOCK);
-	if (rv != 0)
+	if (rv != 0) {
 		log_debug(LOG_SUB_WIRE, "sync not sent: %s", err_str(rv));
+		if (beat) {
+			/* Not sent: the next one carries all of it. */
+			free(a->cap_sent);
+			a->cap_sent = NULL;
+		}
+	} else if (beat) {
+		a->beat_at = now;
+	}
 	cJSON_Delete(b);
 	a->in_flight = rv == 0;
 	a->sent_at = now_ms();

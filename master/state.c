@@ -343,6 +343,11 @@ static void task_failure(const struct task *t, char *buf, size_t len)
 		snprintf(buf, len, "task %u killed by signal %d", t->idx, t->signal);
 	else if (t->state == TASK_EXITED)
 		snprintf(buf, len, "task %u exited with code %d", t->idx, t->exit_code);
+	else if (t->state == TASK_FAILED && t->node[0])
+		/* Could not start: which node is half of the answer (its
+		 * image folder, its runc). */
+		snprintf(buf, len, "task %u failed on node %.63s: %.150s", t->idx, t->node,
+			 t->reason);
 	else if (t->reason[0])
 		snprintf(buf, len, "task %u %s: %.200s", t->idx, task_state_str(t->state),
 			 t->reason);

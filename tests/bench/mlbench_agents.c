@@ -25,7 +25,11 @@
  * event at once (and an "exited" event --run-time later, when set), a "stop"
  * order into "exited" (signal 15), and resends its events until the master
  * acknowledges them.  Capacity: 8 GPUs of 80 GB, 128 CPUs, 1 TiB, ports
- * 20000-29999; utilization and the task list go in every SYNC.
+ * 20000-29999.  As session_sync() does, utilization and the task list go
+ * once per interval (and at once to a new master), the capacity only to a
+ * master that has not had it, and the SYNCs in between carry the
+ * acknowledgements and events alone; --full-syncs puts everything in every
+ * SYNC, as agents did before, for a baseline.
  *
  * Transport.  Each connection is a raw nng req socket (xreq): the request id
  * (nng's backtrace) is chosen here, its low 17 bits name the agent, so
@@ -108,7 +112,7 @@ enum { RT_PING, RT_EVENTS, RT_N }; /* what a timed SYNC carried */
 static struct {
 	uint64_t count, interval_ms, per_agent, window_ms, submit, clients, run_ms, conns,
 		threads, timeout_ms, master_pid;
-	bool keep;
+	bool keep, full_syncs;
 	const char *mlmaster, *master_url, *client_url, *join, *key_path, *prefix, *loglevel;
 } cfg;
 
@@ -212,6 +216,8 @@ struct sagent {
 	uint64_t seq, ev_seq, order_ack;
 	bool joined;
 	uint64_t last_reply_ns;
+	uint64_t beat_ns;     /* the last SYNC with utilization and tasks */
+	char cap_boot[40];    /* the master_boot the capacity last went to */
 	uint64_t due_ns;  /* next SYNC */
 	uint32_t due_gen; /* heap entries of older gens are stale */
 	uint32_t req_gen;
@@ -352,7 +358,8 @@ static void reap_tasks(struct sagent *a, uint64_t now)
 }
 
 /* The SYNC body, as session_sync() builds it. */
-static void sync_body(struct sbuf *b, struct sagent *a, uint64_t now, bool ping)
+static void sync_body(struct sbuf *b, struct sagent *a, uint64_t now, bool ping, bool beat,
+		      bool cap)
 {
 	uint32_t nev = a->nev < AG_EVENTS_PER_SYNC ? a->nev : AG_EVENTS_PER_SYNC;
 
@@ -361,21 +368,28 @@ static void sync_body(struct sbuf *b, struct sagent *a, uint64_t now, bool ping)
 		  a->name, a->boot, a->order_ack, a->master_boot);
 	if (!a->joined)
 		sb_printf(b, ",\"join\":\"%s\"", join_token);
-	sb_printf(b, ",\"capacity\":{\"address\":\"127.0.0.1\",\"cpu_milli\":%u,\"memory\":%llu,"
-		     "\"gpus\":[",
-		  AG_CPU_MILLI, (unsigned long long)AG_MEM);
-	for (int g = 0; g < AG_GPUS; g++)
-		sb_printf(b, "%s{\"index\":%d,\"memory\":%llu,\"model\":\"NVIDIA H100 80GB HBM3\"}",
-			  g ? "," : "", g, (unsigned long long)AG_GPU_MEM);
-	sb_printf(b, "],\"labels\":{},\"ports\":[20000,29999]}");
-	sb_printf(b, ",\"util\":{\"cpu_pct\":%u,\"mem_used\":%llu,\"gpus\":[",
-		  (unsigned)((a->id * 7 + now / 1000000000ull) % 100),
-		  (unsigned long long)(AG_MEM / 8 + a->ntasks * (4ull << 30)));
-	for (int g = 0; g < AG_GPUS; g++)
-		sb_printf(b, "%s{\"index\":%d,\"util_pct\":%d,\"mem_used\":%llu}", g ? "," : "", g,
-			  g < (int)a->ntasks ? 90 : 0,
-			  (unsigned long long)(g < (int)a->ntasks ? 40ull << 30 : 0));
-	sb_printf(b, "]},\"events\":[");
+	if (cap) {
+		sb_printf(b,
+			  ",\"capacity\":{\"address\":\"127.0.0.1\",\"cpu_milli\":%u,\"memory\":%llu,"
+			  "\"gpus\":[",
+			  AG_CPU_MILLI, (unsigned long long)AG_MEM);
+		for (int g = 0; g < AG_GPUS; g++)
+			sb_printf(b,
+				  "%s{\"index\":%d,\"memory\":%llu,\"model\":\"NVIDIA H100 80GB HBM3\"}",
+				  g ? "," : "", g, (unsigned long long)AG_GPU_MEM);
+		sb_printf(b, "],\"labels\":{},\"ports\":[20000,29999]}");
+	}
+	if (beat) {
+		sb_printf(b, ",\"util\":{\"cpu_pct\":%u,\"mem_used\":%llu,\"gpus\":[",
+			  (unsigned)((a->id * 7 + now / 1000000000ull) % 100),
+			  (unsigned long long)(AG_MEM / 8 + a->ntasks * (4ull << 30)));
+		for (int g = 0; g < AG_GPUS; g++)
+			sb_printf(b, "%s{\"index\":%d,\"util_pct\":%d,\"mem_used\":%llu}",
+				  g ? "," : "", g, g < (int)a->ntasks ? 90 : 0,
+				  (unsigned long long)(g < (int)a->ntasks ? 40ull << 30 : 0));
+		sb_printf(b, "]}");
+	}
+	sb_printf(b, ",\"events\":[");
 	for (uint32_t i = 0; i < nev; i++) {
 		const struct sev *e = &a->ev[i];
 		sb_printf(b,
@@ -387,8 +401,10 @@ static void sync_body(struct sbuf *b, struct sagent *a, uint64_t now, bool ping)
 			sb_printf(b, ",\"code\":0,\"signal\":%d", e->sig);
 		sb_printf(b, "}");
 	}
-	sb_printf(b, "],\"tasks\":[");
-	for (uint32_t i = 0; i < a->ntasks; i++) {
+	sb_printf(b, "]");
+	if (beat)
+		sb_printf(b, ",\"tasks\":[");
+	for (uint32_t i = 0; beat && i < a->ntasks; i++) {
 		const struct stask *t = &a->tasks[i];
 		sb_printf(b,
 			  "%s{\"job\":%" PRIu64 ",\"task\":%u,\"attempt\":%u,\"state\":\"running\","
@@ -396,7 +412,8 @@ static void sync_body(struct sbuf *b, struct sagent *a, uint64_t now, bool ping)
 			  i ? "," : "", t->job, t->task, t->attempt, (now - t->started_ns) / 2,
 			  (unsigned long long)(2ull << 30));
 	}
-	sb_printf(b, "]");
+	if (beat)
+		sb_printf(b, "]");
 	if (ping)
 		sb_printf(b, ",\"ping\":true");
 	sb_printf(b, "}");
@@ -434,12 +451,16 @@ static int sync_msg(struct sagent *a, const struct sbuf *b, uint32_t reqid, nng_
 static void send_sync(struct worker *w, struct sagent *a, uint64_t now)
 {
 	bool ping = now - a->last_reply_ns >= 2 * cfg.interval_ms * 1000000ull;
+	bool new_master = strcmp(a->cap_boot, a->master_boot) != 0;
+	bool beat = cfg.full_syncs || !a->joined || new_master ||
+		    now - a->beat_ns >= cfg.interval_ms * 1000000ull;
+	bool cap = cfg.full_syncs || !a->joined || new_master;
 	uint32_t reqid;
 	nng_msg *m;
 	int ph = atomic_load(&phase), rv;
 
 	reap_tasks(a, now);
-	sync_body(&w->sb, a, now, ping);
+	sync_body(&w->sb, a, now, ping, beat, cap);
 	a->req_gen = (a->req_gen + 1) & ((1u << (31 - AG_ID_BITS)) - 1);
 	reqid = 0x80000000u | (a->req_gen << AG_ID_BITS) | a->id;
 	if ((rv = sync_msg(a, &w->sb, reqid, &m)) != 0) {
@@ -459,6 +480,10 @@ static void send_sync(struct worker *w, struct sagent *a, uint64_t now)
 		set_due(w, a, now + 50000000ull);
 		return;
 	}
+	if (beat)
+		a->beat_ns = now;
+	if (cap)
+		memcpy(a->cap_boot, a->master_boot, sizeof(a->cap_boot));
 	a->fl[a->flpos].reqid = reqid;
 	a->fl[a->flpos].sent_ns = now;
 	a->fl[a->flpos].kind = a->nev ? RT_EVENTS : ping || !a->joined ? RT_PING : -1;
@@ -1437,6 +1462,10 @@ int agents_main(int argc, char **argv)
 		 &cfg.mlmaster},
 		{"log-level", OPT_STR, "info", "the started master's --log-level", &cfg.loglevel},
 		{"keep", OPT_BOOL, NULL, "keep the started master's state folder and log", &cfg.keep},
+		{"full-syncs", OPT_BOOL, NULL,
+		 "every SYNC carries capacity, utilization and tasks (the agents' protocol "
+		 "before 2026-12; a baseline)",
+		 &cfg.full_syncs},
 		{"master", OPT_STR, NULL, "use this running master's agent URL instead",
 		 &cfg.master_url},
 		{"join", OPT_STR, NULL, "with --master: the join token", &cfg.join},
