@@ -700,8 +700,8 @@ static void burst_scan(struct master *m)
 				first = needs[i].j;
 		units_format_duration(ps->burst_after_ms, d, sizeof(d));
 		snprintf(reason, sizeof(reason),
-			 "%u of %zu waiting task group(s) pending for capacity over %s (first: job=%"
-			 PRIu64 " name=%s)",
+			 "%u of %zu task group(s) pending for capacity over %s would run (first: "
+			 "job=%" PRIu64 " name=%s)",
 			 best_count, waiting, d, first->id, first->spec->name);
 		provision(m, best, best_k, reason);
 		ps->last_burst[0] = '\0';

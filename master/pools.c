@@ -828,7 +828,7 @@ static cJSON *pool_json(struct master *m, struct pool *p)
 		else if (pn && pn->state == PNODE_BOOTING)
 			state = "booting";
 		else if (n->state == NODE_READY)
-			state = "ready";
+			state = n->drained ? "drained" : "ready";
 		else if (pn)
 			state = "lost";
 		else

@@ -35,6 +35,10 @@ static void print_hooks(const cJSON *p, int max)
 			snprintf(code, sizeof(code), "running");
 		else if (num(h, "signal") > 0)
 			snprintf(code, sizeof(code), "signal %.0f", num(h, "signal"));
+		else if (num(h, "exit_code") < 0)
+			snprintf(code, sizeof(code), "unknown");
+		else if (0)
+			snprintf(code, sizeof(code), "signal %.0f", num(h, "signal"));
 		else
 			snprintf(code, sizeof(code), "exit %.0f", num(h, "exit_code"));
 		printf("    %-9s %-16s %-9s %6s ago  %s\n", str(h, "action"), str(h, "node"), code,
