@@ -663,6 +663,15 @@ static void pnode_push(struct pool *p, const struct pnode *pn)
 	p->nodes[p->nnodes++] = *pn;
 }
 
+/* Hooks this process runs, kept across a reload (the master goes back to
+ * the committed state after a failed write, or a new HA term loads): their
+ * pids are still ours to reap. */
+struct running {
+	char name[POOL_NAME_MAX + 1];
+	pid_t pid;
+	uint64_t deadline;
+};
+
 static int load_pool(const char *key, const void *val, size_t len, void *arg)
 {
 	struct master *m = arg;
@@ -719,8 +728,17 @@ static int load_pool(const char *key, const void *val, size_t len, void *arg)
 			pn.state = PNODE_RELEASING;
 		else
 			pn.state = PNODE_BOOTING;
-		/* A release that may not have finished runs again. */
+		/* A release that may not have finished runs again, unless
+		 * this process still runs its hook. */
 		pn.hook_due = pn.state == PNODE_RELEASING;
+		for (size_t r = 0; r < m->pools->loading_nrun; r++) {
+			struct running *run = m->pools->loading_run;
+			if (strcmp(run[r].name, pn.name) == 0) {
+				pn.hook_pid = run[r].pid;
+				pn.retry_at = run[r].deadline;
+				pn.hook_due = false;
+			}
+		}
 		pnode_push(p, &pn);
 	}
 	p->nhist = 0;
@@ -739,7 +757,10 @@ static int load_pool(const char *key, const void *val, size_t len, void *arg)
 		h->finished = get_num(e, "finished");
 		h->exit_code = get_int(e, "exit_code");
 		h->signal = (int)get_num(e, "signal");
-		if (!h->finished) {
+		bool ours = false;
+		for (uint32_t k = 0; k < p->nnodes; k++)
+			ours |= p->nodes[k].hook_pid && strcmp(p->nodes[k].name, h->node) == 0;
+		if (!h->finished && !ours) {
 			/* Its master died while it ran: nobody reaped it. */
 			h->finished = wall_ms();
 			h->exit_code = -1;
@@ -754,15 +775,32 @@ static int load_pool(const char *key, const void *val, size_t len, void *arg)
 
 int pools_load(struct master *m)
 {
+	struct running *run = NULL;
+	size_t nrun = 0;
 	int rv;
 
 	if (!m->pools)
 		return 0;
 	for (uint32_t i = 0; i < m->pools->n; i++) {
-		m->pools->v[i].nnodes = 0;
-		m->pools->v[i].nhist = 0;
+		struct pool *p = &m->pools->v[i];
+		for (uint32_t k = 0; k < p->nnodes; k++) {
+			if (!p->nodes[k].hook_pid)
+				continue;
+			run = xrealloc(run, (nrun + 1) * sizeof(*run));
+			strlcpy_ok(run[nrun].name, p->nodes[k].name, sizeof(run[nrun].name));
+			run[nrun].pid = p->nodes[k].hook_pid;
+			run[nrun++].deadline = p->nodes[k].retry_at;
+		}
+		p->nnodes = 0;
+		p->nhist = 0;
 	}
-	if ((rv = store_list(m->store, "pools/", load_pool, m)) != 0)
+	m->pools->loading_run = run;
+	m->pools->loading_nrun = nrun;
+	rv = store_list(m->store, "pools/", load_pool, m);
+	m->pools->loading_run = NULL;
+	m->pools->loading_nrun = 0;
+	free(run);
+	if (rv != 0)
 		return rv;
 	for (uint32_t i = 0; i < m->pools->n; i++) {
 		struct pool *p = &m->pools->v[i];

@@ -114,6 +114,9 @@ struct pools {
 	struct pending_seen *seen; /* pending jobs and since when, by job id */
 	size_t nseen;
 	char last_burst[POOL_REASON_MAX]; /* the last scan's verdict, for logs */
+	/* pools_load only: hooks this process runs (pools.c). */
+	struct running *loading_run;
+	size_t loading_nrun;
 };
 
 struct master;
