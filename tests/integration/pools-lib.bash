@@ -28,7 +28,11 @@ cloud_cleanup() {
 			runc --root "$root" delete --force "$id" >/dev/null 2>&1
 		done
 	done
-	cp "$CLOUD"/*/agent.log "$T/" 2>/dev/null
+	# Their logs join the daemons' (checked for sanitizer reports, shown
+	# when the test failed).
+	for f in "$CLOUD"/*/agent.log; do
+		[ -f "$f" ] && cp "$f" "$T/cloud-agent-$(basename "$(dirname "$f")").log"
+	done
 	cleanup
 }
 trap cloud_cleanup EXIT
