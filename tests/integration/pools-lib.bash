@@ -12,6 +12,11 @@ export MLSCHED_LOCAL_AGENT_ARGS="--heartbeat 200ms"
 # Stop every agent the provider started, then lib.sh's clean-up.
 cloud_cleanup() {
 	local f pid root id
+	# The master first, so that no hook starts after this; then give a
+	# provision hook in flight (local-provision takes 0.2 s) time to write
+	# its pid file.
+	[ -n "$MASTER_PID" ] && kill -9 "$MASTER_PID" 2>/dev/null
+	sleep 0.5
 	for f in "$CLOUD"/*/agent.pid; do
 		[ -f "$f" ] || continue
 		pid=$(cat "$f")
