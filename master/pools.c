@@ -528,13 +528,6 @@ void pools_pnode_del(struct pool *p, struct pnode *pn)
 	p->dirty = true;
 }
 
-bool pools_releasing(const struct master *m, const struct node *n)
-{
-	struct pnode *pn = pools_pnode(m, n->name, NULL);
-
-	return pn && pn->state == PNODE_RELEASING;
-}
-
 struct hookrun *pools_hist_add(struct pool *p)
 {
 	if (p->nhist == POOL_HISTORY) {

@@ -156,7 +156,5 @@ cJSON *pools_to_json(struct master *m, const char *name);
 void pools_tick(struct master *m);
 /* After the turn's commit: spawn the hooks decided in it. */
 void pools_committed(struct master *m);
-/* The node n is a pool node that is being released: keep it drained. */
-bool pools_releasing(const struct master *m, const struct node *n);
 
 #endif
