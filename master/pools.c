@@ -635,7 +635,10 @@ static uint64_t get_num(const cJSON *o, const char *k)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
 
-	return cJSON_IsNumber(v) && v->valuedouble >= 0 ? (uint64_t)v->valuedouble : 0;
+	/* The range keeps the cast defined (UBSan's float-cast-overflow). */
+	return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9e15
+		       ? (uint64_t)v->valuedouble
+		       : 0;
 }
 
 static int get_int(const cJSON *o, const char *k)
