@@ -32,8 +32,8 @@ YAML
 start_master --pools "$T/pools.yaml" || exit 1
 
 # No on-prem node: 2 jobs of 2 GPUs need two cloud nodes.
-mlctl run --gpus 2 --name r1 "$MLS_ROOTFS" -- sleep 3 >/dev/null
-mlctl run --gpus 2 --name r2 "$MLS_ROOTFS" -- sleep 3 >/dev/null
+mlctl run --gpus 2 --name r1 "$MLS_ROOTFS" -- sleep 8 >/dev/null
+mlctl run --gpus 2 --name r2 "$MLS_ROOTFS" -- sleep 8 >/dev/null
 check "two provision hooks started" wait_for 15 bash -c "[ \$(grep -c 'provision hook started' $T/master.log) = 2 ]"
 kill -9 "$MASTER_PID"
 wait "$MASTER_PID" 2>/dev/null

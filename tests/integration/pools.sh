@@ -64,7 +64,7 @@ mlctl pools cloud | sed 's/^/#   /'
 # the cloud's price: the same, even with a cloud GPU free, and the reason
 # says so.  cloud-static joins the cloud pool by its label (1 GPU).
 start_agent cloud-static --gpus 1x80G --labels pool=cloud || exit 1
-mlctl run --gpus 2 --name hold --constraint pool=onprem "$MLS_ROOTFS" -- sleep 4 >/dev/null
+mlctl run --gpus 2 --name hold --constraint pool=onprem "$MLS_ROOTFS" -- sleep 10 >/dev/null
 check "hold runs" wait_for 10 job_state_is hold running
 mlctl run --gpus 2 --name pinned --constraint pool=onprem "$MLS_ROOTFS" -- true >/dev/null
 cat >"$T/capped.yaml" <<YAML
@@ -76,13 +76,14 @@ resources: {gpus: 1}
 max_cost_per_gpu_hour: 2
 YAML
 mlctl submit "$T/capped.yaml" >/dev/null
-sleep 2.5
+check "pinned and capped wait" wait_for 10 bash -c "grep -q 'name=pinned pending' $T/master.log && grep -q 'name=capped pending' $T/master.log"
+sleep 2 # past burst_after (1s): a burst would have been decided by now
 check "pinned is pending" job_state_is pinned pending
 check "capped is pending, though cloud-static has a free GPU" job_state_is capped pending
 check "capped's reason names the cap ($(job_field capped reason))" grep -q "1 node above max_cost_per_gpu_hour 2" <<<"$(job_field capped reason)"
 check "no burst for them" pool_is cloud .provisioned 2
 check "nothing booting" pool_is cloud .booting 0
-check "pinned runs on-prem once hold ends" wait_for 20 job_state_is pinned succeeded
+check "pinned runs on-prem once hold ends" wait_for 30 job_state_is pinned succeeded
 check "capped too" wait_for 20 job_state_is capped succeeded
 check "capped ran on-prem" [ "$(mlctl -o json status capped | jq -r '.tasks[0].node')" = onprem-1 ]
 check "still no burst" pool_is cloud .provisioned 2
