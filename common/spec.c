@@ -365,6 +365,7 @@ enum fid {
 	F_RESCHEDULE_MAX,
 	F_ROLLOUT,
 	F_ROLLOUT_DEADLINE,
+	F_MAX_COST,
 	F_COUNT
 };
 
@@ -457,6 +458,8 @@ static const struct field fields[F_COUNT] = {
     [F_ROLLOUT] = {F_TOP, "rollout", "rollout", T_MAP, 0, 0, 0, K_SERVE},
     [F_ROLLOUT_DEADLINE] = {F_ROLLOUT, "deadline", "deadline_ms", T_DUR, OFF(rollout_deadline_ms),
 			    1, MAX_EXACT, K_SERVE},
+    [F_MAX_COST] = {F_TOP, "max_cost_per_gpu_hour", "max_cost_milli", T_MILLI, OFF(max_cost_milli),
+		    1, U32MAX, K_ALL},
 };
 
 /* Where each field was found.  set: present with a non-null value. */

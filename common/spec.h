@@ -93,6 +93,9 @@ struct spec {
 	size_t nconstraints;
 	struct spec_health health;
 	struct spec_autoscale autoscale;
+	uint32_t max_cost_milli; /* max_cost_per_gpu_hour, in thousandths: nodes
+				  * whose pool costs more per GPU hour are
+				  * infeasible; 0 = no cap */
 	uint64_t rollout_deadline_ms; /* serve, rollout: {deadline}: how long a new
 				       * version's replica may take to become
 				       * healthy before the rollout rolls back;

@@ -78,6 +78,10 @@ cJSON *spec_to_json(const struct spec *s)
 		cJSON_AddStringToObject(o, s->env[i].key, s->env[i].val);
 	json_str(j, "policy", s->policy);
 	cJSON_AddItemToObject(j, "constraints", json_argv(s->constraints, s->nconstraints));
+	if (s->max_cost_milli)
+		cJSON_AddNumberToObject(j, "max_cost_milli", s->max_cost_milli);
+	else
+		cJSON_AddNullToObject(j, "max_cost_milli");
 	if (s->kind == SPEC_SERVE) {
 		if (s->health.set) {
 			o = cJSON_AddObjectToObject(j, "health");

@@ -49,6 +49,7 @@ enum wire_type {
 	WIRE_ROLLBACK = 12, /* {job, to?}                    -> {job, version}    */
 	WIRE_HISTORY = 13, /* {job}                          -> {job, version, versions, history} */
 	WIRE_TOP = 14,     /* {jobs?: n}                     -> {nodes: [...], jobs: [...]} (utilization) */
+	WIRE_POOLS = 20,   /* {pool?: name}                  -> {pools: [...]} or {pool: {...}} */
 	/* master -> mlctl replies */
 	WIRE_OK = 16,    /* body depends on the request */
 	WIRE_ERROR = 17, /* {code: int, message: "..."} */

@@ -14,6 +14,7 @@
 #include "err.h"
 #include "log.h"
 #include "master.h"
+#include "pools.h"
 #include "serve.h"
 #include "util.h"
 #include "wire.h"
@@ -720,6 +721,33 @@ static void do_top(struct master *m, const struct net_peer *peer, cJSON *body)
 	out_reply(m, m->ctl, peer, WIRE_OK, r);
 }
 
+/* mlctl pools [NAME] (pools.c builds the answer). */
+static void do_pools(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	const char *name = NULL;
+	cJSON *r, *p;
+	char msg[160];
+
+	if (cJSON_GetObjectItemCaseSensitive(body, "pool") &&
+	    wire_get_str(body, "pool", NODE_NAME_MAX, &name) != 0) {
+		reply_err(m, peer, ERR_INVAL, "pool: expected a pool name");
+		return;
+	}
+	if (!m->pools) {
+		reply_err(m, peer, ERR_NOENT,
+			  "this master has no pools (start it with --pools FILE)");
+		return;
+	}
+	if (!(p = pools_to_json(m, name))) {
+		snprintf(msg, sizeof(msg), "no pool \"%s\" in %s", name, m->pools->path);
+		reply_err(m, peer, ERR_NOENT, msg);
+		return;
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddItemToObject(r, name ? "pool" : "pools", p);
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
 void api_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
 		cJSON *body)
 {
@@ -774,6 +802,9 @@ void api_handle(struct master *m, const struct net_peer *peer, const struct wire
 		break;
 	case WIRE_TOP:
 		do_top(m, peer, body);
+		break;
+	case WIRE_POOLS:
+		do_pools(m, peer, body);
 		break;
 	default:
 		reply_err(m, peer, ERR_PROTO, "not a request type");

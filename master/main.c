@@ -20,6 +20,7 @@
 #include "log.h"
 #include "master.h"
 #include "opt.h"
+#include "pools.h"
 #include "util.h"
 #include "wire.h"
 
@@ -110,6 +111,7 @@ static void turn(struct master *m)
 		agents_tick(m);
 		serve_tick(m);
 		api_tick(m);
+		pools_tick(m);
 		if ((rv = state_flush(m)) != 0) {
 			if (!m->ha.on) {
 				/* Memory is ahead of the store and nothing of
@@ -122,6 +124,8 @@ static void turn(struct master *m)
 			/* HA: fenced (another master leads) or the store is
 			 * unreachable: nothing of this turn may go out. */
 			m->ha.lease_ok_at = 0;
+		} else {
+			pools_committed(m);
 		}
 		/* Only a leader whose lease is provably alive sends. */
 		if (!leader_valid(m))
@@ -190,6 +194,9 @@ int main(int argc, char **argv)
 		 &m.cfg.endpoints_dir},
 		{"insecure", OPT_BOOL, NULL, "accept unsealed traffic (local development only)",
 		 &m.cfg.insecure},
+		{"pools", OPT_STR, NULL,
+		 "node pools file (YAML): costs, and cloud pools the master bursts into",
+		 &m.cfg.pools_file},
 		{"log-level", OPT_STR, "info", "error, warn, info or debug", &level},
 		{"debug", OPT_STR, "all", "debug subsystems: sched,runc,store,wire or all", &debug},
 		{NULL, 0, NULL, NULL, NULL},
@@ -254,6 +261,10 @@ int main(int argc, char **argv)
 	if (m.cfg.sched_policy && !sched_policy_find(m.cfg.sched_policy)) {
 		fprintf(stderr, "mlmaster: --sched-policy: unknown policy \"%s\"\n",
 			m.cfg.sched_policy);
+		return 2;
+	}
+	if (m.cfg.pools_file && pools_config(m.cfg.pools_file, &m.pools, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mlmaster: --pools %s\n", err);
 		return 2;
 	}
 	m.core = sched_new();
@@ -375,6 +386,7 @@ int main(int argc, char **argv)
 	nng_close(m.agents);
 	store_close(m.store);
 	sched_free(m.core);
+	pools_free(m.pools);
 	seal_ctx_free(m.seal);
 	free(m.admins);
 	free(store_uri);

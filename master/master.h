@@ -191,6 +191,7 @@ struct master_cfg {
 	uint64_t lease_ttl_ms;     /* HA: the leader lease */
 	const char *advertise_client, *advertise_agents; /* HA: URLs others are told */
 	bool insecure;
+	const char *pools_file; /* --pools: node pools and bursting (pools.h) */
 };
 
 struct master {
@@ -203,6 +204,7 @@ struct master {
 	size_t nadmins;
 	struct store *store;
 	struct sched *core;
+	struct pools *pools; /* --pools, NULL without (pools.h) */
 	nng_socket ctl, agents;
 	char boot[40];
 	uint64_t next_job_id;

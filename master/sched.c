@@ -9,6 +9,7 @@
 #include "err.h"
 #include "log.h"
 #include "master.h"
+#include "pools.h"
 #include "sched.h"
 #include "util.h"
 
@@ -86,6 +87,7 @@ void sched_sync_node(struct master *m, struct node *n)
 			       strcmp(n->sn->res.gpus[i].model, cap.gpus[i].model) == 0;
 		if (same) {
 			sched_node_labels(m->core, n->sn, labels, nl);
+			sched_node_cost(m->core, n->sn, pools_node_cost(m, n));
 			sched_node_state(m, n);
 			return;
 		}
@@ -99,6 +101,7 @@ void sched_sync_node(struct master *m, struct node *n)
 	cap.mem_used = 0;
 	cap.cpu_used = 0;
 	node_set_sched(m, n, sched_node_add(m->core, n->name, &cap, labels, nl));
+	sched_node_cost(m->core, n->sn, pools_node_cost(m, n));
 	sched_node_state(m, n);
 	/* Its live tasks take their share again (a copy: a task that no
 	 * longer fits leaves the list). */
@@ -173,6 +176,7 @@ static struct want *want_new(struct pass *p, struct job *j)
 	w->sj.req.res = j->spec->res;
 	w->sj.req.gpu_model = j->spec->gpu_model;
 	w->sj.req.policy = sched_job_policy(p->m, j->spec);
+	w->sj.req.max_cost_milli = j->spec->max_cost_milli;
 	w->sj.may_preempt = j->victims == 0;
 	return w;
 }

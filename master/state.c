@@ -13,6 +13,7 @@
 #include "err.h"
 #include "log.h"
 #include "master.h"
+#include "pools.h"
 #include "util.h"
 #include "wire.h"
 
@@ -845,6 +846,7 @@ int state_flush(struct master *m)
 
 	for (size_t i = 0; i < m->nnodes && !nodes; i++)
 		nodes = m->nodes[i]->dirty;
+	nodes = nodes || pools_dirty(m);
 	if (!nodes && m->ndirty == 0 && m->next_job_id == m->stored_next_id)
 		return 0;
 	uint64_t t0 = now_ns();
@@ -883,6 +885,8 @@ int state_flush(struct master *m)
 		j->dirty = false;
 	}
 	m->ndirty = 0;
+	if ((rv = pools_store(m)) != 0)
+		goto fail;
 	snprintf(num, sizeof(num), "%" PRIu64, m->next_job_id);
 	if ((rv = store_put(m->store, "meta/next_job_id", num, strlen(num))) != 0)
 		goto fail;
@@ -1194,6 +1198,8 @@ int state_load(struct master *m)
 	if ((rv = store_list(m->store, "jobs/", load_job, m)) != 0)
 		return rv;
 	if ((rv = store_list(m->store, "tasks/", load_task_record, m)) != 0)
+		return rv;
+	if ((rv = pools_load(m)) != 0)
 		return rv;
 	for (size_t i = 0; i < m->njobs; i++) {
 		struct job *j = m->jobs[i];

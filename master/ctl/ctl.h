@@ -37,6 +37,8 @@ int cmd_rollback(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 /* top.c */
 int cmd_top(int argc, char **argv);
+/* pools.c */
+int cmd_pools(int argc, char **argv);
 /* The serve part of `mlctl status`: roles, health, promotions, scaling. */
 void serve_status(const cJSON *job);
 

@@ -104,6 +104,7 @@ static const char usage_main[] =
 	"  rollback JOB [--to V]   back to the previous (or a given) version\n"
 	"  history JOB             a serve job's versions, rollouts and scaling\n"
 	"  top                     nodes and the busiest jobs, live (-o json: once)\n"
+	"  pools [NAME]            node pools: nodes, GPUs, cost, bursts and hook runs\n"
 	"\n"
 	"JOB is a job id or name.  The master is --master, else $MLSCHED_MASTER, else\n"
 	DEFAULT_MASTER ".  Requests are sealed with the admin key --key, else\n"
@@ -928,6 +929,7 @@ int main(int argc, char **argv)
 		{"nodes", cmd_nodes},   {"drain", cmd_drain},   {"uncordon", cmd_uncordon},
 		{"endpoints", cmd_endpoints}, {"scale", cmd_scale}, {"rollout", cmd_rollout},
 		{"rollback", cmd_rollback},   {"history", cmd_history},   {"top", cmd_top},
+		{"pools", cmd_pools},
 	};
 	int i = 1, rv;
 

@@ -42,7 +42,9 @@ static void shape_str(const struct res *r, char *buf, size_t len)
 }
 
 struct expl {
-	uint32_t nsched, ncons, nmodel, nfree; /* the funnel */
+	uint32_t nsched, ncons, nmodel, ncost, nfree; /* the funnel */
+	uint32_t cheapest; /* the lowest cost among nodes past the model test */
+	uint32_t over;     /* nodes left out by max_cost_milli */
 	uint32_t cons_pass[SCHED_MAX_CONS];
 	uint64_t cap_resv, cap_all;
 	uint32_t best_gpus, best_share, best_cpu;
@@ -75,7 +77,13 @@ static void explain_walk(const struct sched *s, const struct sched_req *req, boo
 		e->ncons++;
 		if (!model_ok(n, req))
 			continue;
-		e->nmodel++;
+		if (e->nmodel++ == 0 || n->cost_milli < e->cheapest)
+			e->cheapest = n->cost_milli;
+		if (req->max_cost_milli && n->cost_milli > req->max_cost_milli) {
+			e->over++;
+			continue;
+		}
+		e->ncost++;
 
 		ng = node_ngpus(n);
 		{
@@ -212,6 +220,16 @@ void sched_explain_full(const struct sched *s, const struct sched_req *req, bool
 		snprintf(buf, len, "no node has GPU model %s", req->gpu_model);
 		return;
 	}
+	if (e.ncost == 0) {
+		char a[32], b[32];
+
+		fmt_milli(req->max_cost_milli, a, sizeof(a));
+		fmt_milli(e.cheapest, b, sizeof(b));
+		snprintf(buf, len,
+			 "no node within max_cost_per_gpu_hour %s: the cheapest that matches costs %s",
+			 a, b);
+		return;
+	}
 	if (!empty && (respect ? e.cap_resv : e.cap_all) >= req->ntasks) {
 		snprintf(buf, len, "fits now");
 		return;
@@ -225,6 +243,14 @@ void sched_explain_full(const struct sched *s, const struct sched_req *req, bool
 		return;
 	}
 	explain_res(req, &e, empty, respect ? e.cap_resv : e.cap_all, buf, len);
+	if (e.over) {
+		size_t at = strlen(buf);
+		char a[32];
+
+		fmt_milli(req->max_cost_milli, a, sizeof(a));
+		snprintf(buf + at, len - at, " (%" PRIu32 " node%s above max_cost_per_gpu_hour %s)",
+			 e.over, e.over == 1 ? "" : "s", a);
+	}
 }
 
 void sched_explain(const struct sched *s, const struct sched_req *req, char *buf, size_t len)

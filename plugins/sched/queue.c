@@ -152,13 +152,15 @@ static bool fits_unreserved(const struct sched *s, const struct sched_req *req)
 
 /* Why a job that does not fit even without reservations waits.  For the
  * common case, a whole-GPU task no node has room for, the answer comes from
- * the first matching node in the highest bucket; otherwise a full walk. */
+ * the first matching node in the highest bucket; otherwise (and for a job
+ * with a cost cap, whose reason names the nodes the cap leaves out) a full
+ * walk. */
 static void blocked_reason(const struct sched *s, const struct sched_req *req, char *buf,
 			   size_t len)
 {
 	uint32_t g = res_whole_gpus(&req->res);
 
-	if (g > 0 && !req->res.gpu_mem) {
+	if (g > 0 && !req->res.gpu_mem && !req->max_cost_milli) {
 		for (uint32_t b = sched_bucket_prev(s, RES_MAX_GPUS); b != SCHED_NONE;
 		     b = b ? sched_bucket_prev(s, b - 1) : SCHED_NONE) {
 			for (uint32_t i = 0; i < s->blen[b]; i++) {
@@ -195,7 +197,7 @@ static bool same_cons(const struct sched_req *a, const struct sched_req *b)
 }
 
 /* Two jobs that would get the same answer: same shape, constraints, model,
- * and (because preemption depends on it) priority and may_preempt. */
+ * cost cap, and (because preemption depends on it) priority and may_preempt. */
 static bool same_shape(const struct sched_job *a, const struct sched_job *b)
 {
 	const struct sched_req *x = &a->req, *y = &b->req;
@@ -204,7 +206,8 @@ static bool same_shape(const struct sched_job *a, const struct sched_job *b)
 	return x->ntasks == y->ntasks && x->res.gpus_milli == y->res.gpus_milli &&
 	       x->res.gpu_mem == y->res.gpu_mem && x->res.mem == y->res.mem &&
 	       x->res.cpu_milli == y->res.cpu_milli && x->priority == y->priority &&
-	       a->may_preempt == b->may_preempt && strcmp(mx, my) == 0 && same_cons(x, y);
+	       a->may_preempt == b->may_preempt && x->max_cost_milli == y->max_cost_milli &&
+	       strcmp(mx, my) == 0 && same_cons(x, y);
 }
 
 static const char *memo_find(const struct sched *s, const struct sched_job *j)

@@ -255,6 +255,7 @@ struct sched *sched_new(void)
 	struct sched *s = xcalloc(1, sizeof(struct sched));
 
 	s->mix_gen = 1;
+	s->cost_ceiling = UINT32_MAX;
 	sched_mix_config(s, SCHED_MIX_HALFLIFE, true);
 	return s;
 }
@@ -296,6 +297,66 @@ static void copy_labels(struct sched_node *n, const struct sched_label *labels, 
 	n->nlabels = nlabels;
 }
 
+/* ---- cost tiers ---- */
+
+static void tier_add(struct sched *s, uint32_t cost)
+{
+	uint32_t i = 0;
+
+	while (i < s->ntiers && s->tier_cost[i] < cost)
+		i++;
+	if (i < s->ntiers && s->tier_cost[i] == cost) {
+		s->tier_nodes[i]++;
+		return;
+	}
+	if (s->ntiers == SCHED_MAX_TIERS) {
+		s->tier_over++;
+		return;
+	}
+	memmove(&s->tier_cost[i + 1], &s->tier_cost[i], (s->ntiers - i) * sizeof(*s->tier_cost));
+	memmove(&s->tier_nodes[i + 1], &s->tier_nodes[i], (s->ntiers - i) * sizeof(*s->tier_nodes));
+	s->tier_cost[i] = cost;
+	s->tier_nodes[i] = 1;
+	s->ntiers++;
+}
+
+static void tier_del(struct sched *s, uint32_t cost)
+{
+	for (uint32_t i = 0; i < s->ntiers; i++) {
+		if (s->tier_cost[i] != cost)
+			continue;
+		if (--s->tier_nodes[i] == 0) {
+			memmove(&s->tier_cost[i], &s->tier_cost[i + 1],
+				(s->ntiers - i - 1) * sizeof(*s->tier_cost));
+			memmove(&s->tier_nodes[i], &s->tier_nodes[i + 1],
+				(s->ntiers - i - 1) * sizeof(*s->tier_nodes));
+			s->ntiers--;
+		}
+		return;
+	}
+	if (s->tier_over > 0)
+		s->tier_over--;
+}
+
+void sched_node_cost(struct sched *s, struct sched_node *n, uint32_t cost_milli)
+{
+	if (n->cost_milli == cost_milli)
+		return;
+	tier_del(s, n->cost_milli);
+	n->cost_milli = cost_milli;
+	tier_add(s, cost_milli);
+}
+
+uint32_t sched_tier_count(const struct sched *s)
+{
+	return s->ntiers;
+}
+
+uint32_t sched_tier_at(const struct sched *s, uint32_t i)
+{
+	return i < s->ntiers ? s->tier_cost[i] : UINT32_MAX;
+}
+
 struct sched_node *sched_node_add(struct sched *s, const char *name, const struct res_node *cap,
 				  const struct sched_label *labels, uint32_t nlabels)
 {
@@ -310,6 +371,7 @@ struct sched_node *sched_node_add(struct sched *s, const char *name, const struc
 	copy_labels(n, labels, labels ? nlabels : 0);
 	n->schedulable = true;
 	n->spos = SCHED_NONE;
+	tier_add(s, 0);
 
 	/* Reuse the most recently freed id: ids stay small and the order is
 	 * deterministic. */
@@ -360,6 +422,7 @@ void sched_node_remove(struct sched *s, struct sched_node *n)
 		shared_remove(s, n);
 	if (n->reserved_for)
 		sched_resv_drop(s, n->id);
+	tier_del(s, n->cost_milli);
 	s->nodes[n->id] = NULL;
 	s->free_ids[s->nfree++] = n->id;
 	s->nnodes--;
@@ -460,7 +523,7 @@ bool sched_fits(const struct sched *s, const struct sched_node *n, const struct 
 
 	if (!slot)
 		slot = &tmp;
-	if (!n || !node_ok(n, req, false))
+	if (!n || !node_ok(n, req, false) || n->cost_milli > s->cost_ceiling)
 		return false;
 	if (!res_fit(&n->res, &req->res, slot->gpu_pos, &slot->ngpus))
 		return false;
@@ -514,10 +577,38 @@ uint32_t sched_node_cap(const struct sched_node *n, const struct res *r, bool em
 
 /* ---- placing ---- */
 
+static int place_policy(struct sched *s, const struct sched_req *req, struct sched_slot *slots,
+			bool keep);
+
 /* Place req's tasks, journaled.  On failure everything is undone; with keep
- * false a success is undone too (a dry run) but slots stay filled. */
+ * false a success is undone too (a dry run) but slots stay filled.  With
+ * nodes at several costs, the cheapest tier that takes the whole step wins
+ * (sched.h, THE COST TIERS). */
 int sched_place_journaled(struct sched *s, const struct sched_req *req, struct sched_slot *slots,
 			  bool keep)
+{
+	int rc = ERR_NOFIT;
+
+	if (s->ntiers + (s->tier_over ? 1 : 0) <= 1 || s->cost_ceiling != UINT32_MAX)
+		return place_policy(s, req, slots, keep);
+	for (uint32_t t = 0; t < s->ntiers && rc != 0; t++) {
+		if (req->max_cost_milli && s->tier_cost[t] > req->max_cost_milli)
+			break;
+		/* The most expensive tier needs no ceiling. */
+		s->cost_ceiling = t + 1 == s->ntiers && !s->tier_over ? UINT32_MAX
+								       : s->tier_cost[t];
+		rc = place_policy(s, req, slots, keep);
+	}
+	if (rc != 0 && s->tier_over) {
+		s->cost_ceiling = UINT32_MAX;
+		rc = place_policy(s, req, slots, keep);
+	}
+	s->cost_ceiling = UINT32_MAX;
+	return rc;
+}
+
+static int place_policy(struct sched *s, const struct sched_req *req, struct sched_slot *slots,
+			bool keep)
 {
 	const struct sched_policy *p = req->policy ? req->policy : &sched_binpack;
 	size_t mark = s->jlen;

@@ -66,6 +66,8 @@ struct sched_node {
 	struct sched_label labels[SCHED_MAX_LABELS];
 	uint32_t nlabels;
 	bool schedulable;      /* ready and not drained; set with sched_node_set() */
+	uint32_t cost_milli;   /* its pool's cost per GPU hour, in thousandths; set
+				* with sched_node_cost() (THE COST TIERS) */
 	uint64_t reserved_for; /* job id holding a reservation here, 0 = none */
 	/* Index bookkeeping: private to sched.c. */
 	uint32_t bucket, bpos, spos;
@@ -95,6 +97,8 @@ struct sched_req {
 	/* spread: node ids already running tasks of this job */
 	const uint32_t *avoid;
 	uint32_t navoid;
+	/* Nodes whose cost_milli is above this are infeasible; 0 = any cost. */
+	uint32_t max_cost_milli;
 };
 
 /*
@@ -157,6 +161,24 @@ struct sched_node *sched_node_get(const struct sched *s, uint32_t id); /* NULL i
 struct sched_node *sched_node_by_name(const struct sched *s, const char *name);
 uint32_t sched_node_slots(const struct sched *s); /* ids are < this */
 const char *sched_label_get(const struct sched_node *n, const char *key); /* NULL if absent */
+
+/*
+ * THE COST TIERS.  Each node carries a cost (its pool's price per GPU hour,
+ * 0 by default).  The core keeps the distinct costs of its nodes in a small
+ * sorted table (at most SCHED_MAX_TIERS; costs beyond that share the last,
+ * most expensive attempt), and sched_place() tries the tiers cheapest first:
+ * the policy places the whole step on nodes costing at most the cheapest
+ * tier, else at most the next one, and so on.  So new work lands on the
+ * cheapest pool that can take it all (on-prem before cloud) and running work
+ * never moves.  Each attempt is the policy's ordinary index walk with one
+ * more O(1) test in sched_fits(); with one tier (no pools) nothing changes.
+ */
+#define SCHED_MAX_TIERS 16
+/* Set n's cost (thousandths per GPU hour). */
+void sched_node_cost(struct sched *s, struct sched_node *n, uint32_t cost_milli);
+/* Distinct node costs now, cheapest first: i < sched_tier_count(s). */
+uint32_t sched_tier_count(const struct sched *s);
+uint32_t sched_tier_at(const struct sched *s, uint32_t i);
 
 /* Index access for policies. */
 uint32_t sched_bucket_len(const struct sched *s, uint32_t free_gpus);

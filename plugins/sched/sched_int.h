@@ -106,6 +106,15 @@ struct sched {
 	struct mix_cons mcons[SCHED_MIX_CONS];
 	uint32_t nmcons;
 	uint32_t mix_gen; /* bumped when cons[] grows: node masks are stale */
+
+	/* Cost tiers (sched.h, THE COST TIERS): sched.c.  tier_cost is
+	 * sorted; tier_nodes counts the nodes at each cost; tier_over counts
+	 * nodes whose cost did not get a tier of its own (table full).
+	 * cost_ceiling: sched_fits() refuses nodes above it (UINT32_MAX
+	 * except during a tiered attempt). */
+	uint32_t tier_cost[SCHED_MAX_TIERS], tier_nodes[SCHED_MAX_TIERS];
+	uint32_t ntiers, tier_over;
+	uint32_t cost_ceiling;
 };
 
 /* ---- fitting predicates: sched.c, explain.c, mix.c, queue.c ---- */
@@ -172,13 +181,16 @@ static inline bool model_ok(const struct sched_node *n, const struct sched_req *
 	return node_has_model(n, req->gpu_model);
 }
 
-/* Everything but resources: schedulable, reservation, labels, model. */
+/* Everything but resources: schedulable, reservation, cost cap, labels,
+ * model. */
 static inline bool node_ok(const struct sched_node *n, const struct sched_req *req,
 			   bool ignore_resv)
 {
 	if (!n->schedulable)
 		return false;
 	if (!ignore_resv && n->reserved_for && n->reserved_for != req->job)
+		return false;
+	if (req->max_cost_milli && n->cost_milli > req->max_cost_milli)
 		return false;
 	return labels_ok(n, req) && model_ok(n, req);
 }

@@ -37,7 +37,7 @@ static const char *const keys[] = {
     "tcp",	  "exec",	 "interval_ms",	 "timeout_ms",	"failures",	  "successes",
     "grace_ms",	  "autoscale",	 "min",		 "target_gpu_util", "target_cpu_util", "window_ms",
     "cooldown_ms", "reschedule", "rollout",	 "deadline_ms", "gpus",		  "cpus",
-    "NCCL_DEBUG", "",		 "1BAD",
+    "max_cost_milli", "NCCL_DEBUG", "",		 "1BAD",
 };
 
 static const char *const strs[] = {

@@ -969,6 +969,40 @@ static void test_json_new_fields(void **state)
 	spec_free(s);
 }
 
+/* max_cost_per_gpu_hour: a price with up to 3 decimals, kept in thousandths,
+ * carried as max_cost_milli (null when not set). */
+static void test_max_cost(void **state)
+{
+	const char *y = "name: c\nkind: batch\nimage: /img\ncommand: [\"true\"]\n"
+			"max_cost_per_gpu_hour: 2.5\n";
+	char err[SPEC_ERR_LEN];
+	struct spec *s = NULL, *s2 = NULL;
+	cJSON *j;
+
+	if (spec_parse_yaml("c.yaml", y, strlen(y), &s, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(s->max_cost_milli, 2500);
+	j = spec_to_json(s);
+	assert_int_equal(cJSON_GetObjectItem(j, "max_cost_milli")->valueint, 2500);
+	assert_int_equal(spec_from_json(j, &s2, err, sizeof(err)), 0);
+	assert_int_equal(s2->max_cost_milli, 2500);
+	spec_free(s2);
+	cJSON_Delete(j);
+	spec_free(s);
+	y = "name: c\nkind: batch\nimage: /img\ncommand: [\"true\"]\n"
+	    "max_cost_per_gpu_hour: cheap\n";
+	assert_int_equal(spec_parse_yaml("c.yaml", y, strlen(y), &s, err, sizeof(err)), ERR_INVAL);
+	assert_string_equal(err, "c.yaml:5: max_cost_per_gpu_hour: \"cheap\" is not a number");
+	y = "name: c\nkind: batch\nimage: /img\ncommand: [\"true\"]\n";
+	assert_int_equal(spec_parse_yaml("c.yaml", y, strlen(y), &s, err, sizeof(err)), 0);
+	assert_int_equal(s->max_cost_milli, 0);
+	j = spec_to_json(s);
+	assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "max_cost_milli")));
+	cJSON_Delete(j);
+	spec_free(s);
+	(void)state;
+}
+
 static void test_same_except_version(void **state)
 {
 	struct spec *a = parse_good("bert-serve.yaml"), *b = parse_good("bert-serve.yaml"), *t;
@@ -1095,6 +1129,7 @@ int main(void)
 		cmocka_unit_test(test_autoscale_reschedule_rollout),
 		cmocka_unit_test(test_json_new_fields),
 		cmocka_unit_test(test_same_except_version),
+		cmocka_unit_test(test_max_cost),
 		cmocka_unit_test(test_names_and_strings),
 	};
 	/* clang-format on */

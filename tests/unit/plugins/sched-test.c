@@ -333,6 +333,60 @@ static void test_drain_and_labels(void **state)
 
 /* ---- policies ---- */
 
+/* Cost tiers: the cheapest tier that takes the whole step wins, whatever
+ * the policy would pick across tiers; a gang spills over only as a whole;
+ * a cost cap makes dearer nodes infeasible and the reason says so. */
+static void test_cost_tiers(void **state)
+{
+	struct sched *s = sched_new();
+	struct sched_node *cheap = add(s, "cheap", 4, NULL, NULL);
+	struct sched_node *dear = add(s, "dear", 1, NULL, NULL);
+	struct sched_node *mid = add(s, "mid", 2, NULL, NULL);
+	struct sched_slot slots[4];
+	struct sched_req r;
+	char why[256];
+
+	sched_node_cost(s, dear, 4000);
+	sched_node_cost(s, mid, 2000);
+	assert_int_equal(sched_tier_count(s), 3);
+	assert_int_equal(sched_tier_at(s, 0), 0);
+	assert_int_equal(sched_tier_at(s, 2), 4000);
+	/* binpack alone would take dear (1 free GPU): the cheap tier wins. */
+	r = rq(1, 1, 1000);
+	assert_int_equal(sched_place(s, &r, slots), 0);
+	assert_int_equal(slots[0].node, cheap->id);
+	/* 2 tasks of 2 GPUs: cheap has 3 free, so the gang moves up a tier
+	 * as a whole (cheap + mid), not task by task. */
+	r = rq(2, 2, 2000);
+	assert_int_equal(sched_place(s, &r, slots), 0);
+	assert_true((slots[0].node == cheap->id && slots[1].node == mid->id) ||
+		    (slots[0].node == mid->id && slots[1].node == cheap->id));
+	r = rq(4, 1, 1000); /* cheap's last GPU */
+	assert_int_equal(sched_place(s, &r, slots), 0);
+	assert_int_equal(slots[0].node, cheap->id);
+	/* Capped at 2.0: dear (4.0) is infeasible even with a free GPU. */
+	r = rq(3, 1, 1000);
+	r.max_cost_milli = 2000;
+	assert_int_equal(sched_place(s, &r, slots), ERR_NOFIT);
+	sched_explain(s, &r, why, sizeof(why));
+	assert_non_null(strstr(why, "1 node above max_cost_per_gpu_hour 2"));
+	r.max_cost_milli = 1000; /* below every node but cheap */
+	sched_node_cost(s, cheap, 1500);
+	assert_int_equal(sched_place(s, &r, slots), ERR_NOFIT);
+	sched_explain(s, &r, why, sizeof(why));
+	assert_string_equal(why, "no node within max_cost_per_gpu_hour 1: the cheapest that matches "
+				 "costs 1.5");
+	r.max_cost_milli = 0;
+	assert_int_equal(sched_place(s, &r, slots), 0);
+	assert_int_equal(slots[0].node, dear->id);
+	/* Tiers follow costs and removals. */
+	sched_node_remove(s, dear);
+	assert_int_equal(sched_tier_count(s), 2);
+	check_index(s);
+	sched_free(s);
+	(void)state;
+}
+
 static void test_binpack_fewest_free(void **state)
 {
 	struct sched *s = sched_new();
@@ -1447,6 +1501,7 @@ int main(void)
 		cmocka_unit_test(test_cons_parse),
 		cmocka_unit_test(test_constraints),
 		cmocka_unit_test(test_gpu_model),
+		cmocka_unit_test(test_cost_tiers),
 		cmocka_unit_test(test_mix),
 		cmocka_unit_test(test_fgd_score),
 		cmocka_unit_test(test_model_aware),
