@@ -479,7 +479,8 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (optind >= argc)
 		die(2, "run: IMAGE is required (see mlctl run --help)");
-	if (argv[optind][0] == '/') {
+	if (argv[optind][0] == '/' || strncmp(argv[optind], "oci:", 4) == 0) {
+		/* A folder on the nodes, or an OCI layout there (ociref.h). */
 		s->image = xstrdup(argv[optind]);
 	} else {
 		/* A relative image means a folder here: the agents need the
