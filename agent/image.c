@@ -26,6 +26,9 @@ extern char **environ;
 #define TMP_PREFIX ".tmp-"
 #define ENTRY_PREFIX "sha256-"
 #define START_FILE "start.json"
+/* A failed unpack's reason, NUL included: an event's, less room for the
+ * "task N failed: " the master puts before it in the job's reason. */
+#define UNPACK_REASON_MAX (EVENT_REASON_MAX - 32)
 
 /* A start order that waits for an unpack. */
 struct waiter {
@@ -229,8 +232,10 @@ int image_prepare(struct agent *a, const char *image, const cJSON *order, uint64
 		snprintf(u->entry, sizeof(u->entry), "%s", entry);
 		snprintf(u->digest, sizeof(u->digest), "%s", digest);
 		u->image = xstrdup(image);
-		u->tmp = xasprintf("%s/" TMP_PREFIX "%s", a->images_dir, entry);
-		u->log = xasprintf("%s/" TMP_PREFIX "%s.log", a->images_dir, entry);
+		/* The pid in the name: a umoci left running by a killed
+		 * agent never writes where this one does. */
+		u->tmp = xasprintf("%s/" TMP_PREFIX "%s-%d", a->images_dir, entry, (int)getpid());
+		u->log = xasprintf("%s.log", u->tmp);
 		if ((rv = unpack_spawn(a, u, path, tag, r, sizeof(r))) != 0) {
 			set_why(why, whylen, "image %.300s on node %s: %s", image, a->cfg.name, r);
 			unlink(u->log);
@@ -244,6 +249,24 @@ int image_prepare(struct agent *a, const char *image, const cJSON *order, uint64
 		a->unpacks = u;
 		log_info("image %s (%s): unpacking into %s (umoci pid %d)", image, digest, final,
 			 (int)u->pid);
+	}
+	for (w = u->waiters; w; w = w->next) {
+		if (w->job != job || w->idx != idx)
+			continue;
+		if (w->attempt != attempt) {
+			/* The master has moved on to a later attempt (it
+			 * gave up the earlier one, e.g. when this agent
+			 * restarted): that one waits instead. */
+			log_info("job=%" PRIu64 " task=%u: attempt %u replaces attempt %u waiting "
+				 "for image %s",
+				 job, idx, attempt, w->attempt, image);
+			cJSON_Delete(w->order);
+			w->order = cJSON_Duplicate(order, 1);
+			w->attempt = attempt;
+			record_start(dir, order);
+		}
+		rv = IMAGE_PENDING;
+		goto out;
 	}
 	w = xcalloc(1, sizeof(*w));
 	w->order = cJSON_Duplicate(order, 1);
@@ -259,7 +282,8 @@ int image_prepare(struct agent *a, const char *image, const cJSON *order, uint64
 		*pp = w;
 	}
 	record_start(dir, order);
-	log_info("job=%" PRIu64 " task=%u waits for image %s to be unpacked", job, idx, image);
+	log_info("job=%" PRIu64 " task=%u attempt=%u waits for image %s to be unpacked", job, idx,
+		 attempt, image);
 	rv = IMAGE_PENDING;
 out:
 	free(final);
@@ -389,13 +413,27 @@ static void waiter_free(struct waiter *w)
 	free(w);
 }
 
+const char *event_reason(const char *reason, char *buf, size_t len)
+{
+	size_t n = strlen(reason), max = len < EVENT_REASON_MAX ? len : EVENT_REASON_MAX;
+
+	if (n < max) {
+		memcpy(buf, reason, n + 1);
+	} else {
+		memcpy(buf, reason, max - 4);
+		memcpy(buf + max - 4, "...", 4);
+	}
+	return buf;
+}
+
 static void waiter_fail(struct agent *a, struct waiter *w, const char *reason)
 {
+	char r[EVENT_REASON_MAX];
 	cJSON *e;
 
 	log_warn("job=%" PRIu64 " task=%u cannot start: %s", w->job, w->idx, reason);
 	e = session_event(a, "failed", w->job, w->idx, w->attempt);
-	cJSON_AddStringToObject(e, "reason", reason);
+	cJSON_AddStringToObject(e, "reason", event_reason(reason, r, sizeof(r)));
 	rm_rf(w->dir);
 }
 
@@ -415,7 +453,7 @@ static void unpack_free(struct image_unpack *u)
 bool image_child_exited(struct agent *a, pid_t pid, int status)
 {
 	struct image_unpack **pp, *u;
-	char why[RUNC_WHY_LEN] = "", reason[RUNC_WHY_LEN], tail[IMAGE_ERR_TAIL + 1];
+	char why[RUNC_WHY_LEN] = "", reason[RUNC_WHY_LEN], tail[IMAGE_ERR_TAIL + 1] = "";
 	int rv = 0;
 
 	for (pp = &a->unpacks; *pp; pp = &(*pp)->next)
@@ -428,20 +466,33 @@ bool image_child_exited(struct agent *a, pid_t pid, int status)
 		rv = finish_ok(a, u, why, sizeof(why));
 	} else {
 		err_tail(u->log, tail, sizeof(tail));
+		if (!tail[0])
+			snprintf(tail, sizeof(tail), "no message on its stderr");
 		if (WIFEXITED(status))
-			snprintf(why, sizeof(why), "umoci unpack failed (exit status %d): %s",
-				 WEXITSTATUS(status), tail[0] ? tail : "no message");
+			snprintf(why, sizeof(why), "umoci unpack failed (exit status %d): ",
+				 WEXITSTATUS(status));
 		else
-			snprintf(why, sizeof(why), "umoci unpack was killed by signal %d",
+			snprintf(why, sizeof(why), "umoci unpack was killed by signal %d: ",
 				 WTERMSIG(status));
 		rv = ERR_IO;
 	}
 	unlink(u->log);
 	if (rv != 0) {
+		size_t head;
 		rm_rf(u->tmp);
-		snprintf(reason, sizeof(reason), "image %.300s on node %s: %s", u->image,
-			 a->cfg.name, why);
-		log_warn("%s", reason);
+		head = (size_t)snprintf(reason, sizeof(reason), "image %.300s on node %s: %s",
+					u->image, a->cfg.name, why);
+		if (head >= sizeof(reason))
+			head = sizeof(reason) - 1;
+		log_warn("%s%s", reason, tail);
+		/* The end of umoci's message says what failed: keep that
+		 * when the whole does not fit in a reason (with room for the
+		 * master's "task N failed: " in the job's). */
+		if (head + strlen(tail) < UNPACK_REASON_MAX || head + 40 > UNPACK_REASON_MAX)
+			snprintf(reason + head, sizeof(reason) - head, "%s", tail);
+		else
+			snprintf(reason + head, sizeof(reason) - head, "...%s",
+				 tail + strlen(tail) - (UNPACK_REASON_MAX - 1 - head - 3));
 	} else {
 		log_info("image %s (%s) unpacked in %" PRIu64 " ms", u->image, u->digest,
 			 now_ms() - u->started);

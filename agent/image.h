@@ -11,7 +11,7 @@
  * still gets its own writable /work and /tmp, see runc.h).
  *
  * Unpacking does not block the agent's loop: umoci runs as a child
- * ("umoci unpack --image PATH:TAG STATE/images/.tmp-sha256-HEX"), and a
+ * ("umoci unpack --image PATH:TAG STATE/images/.tmp-sha256-HEX-PID"), and a
  * start order that needs it waits in the unpack's list of waiters until the
  * child exits (task_reap hands the exit to image_child_exited).  Then the
  * folder is checked (umoci.json names the digest we resolved), given the
@@ -52,6 +52,9 @@ struct agent;
 #define IMAGE_ENTRY_LEN OCIREF_DIGEST_LEN
 /* image_prepare: the start must wait for an unpack. */
 #define IMAGE_PENDING 1
+/* The longest reason an event may carry, NUL included (the master takes
+ * at most 255 bytes, master.h's REASON_MAX, and drops a longer one). */
+#define EVENT_REASON_MAX 256
 /* Bytes of umoci's stderr quoted in a failure reason. */
 #define IMAGE_ERR_TAIL 300
 
@@ -77,6 +80,10 @@ void image_init(struct agent *a);
 int image_prepare(struct agent *a, const char *image, const cJSON *order, uint64_t job,
 		  uint32_t idx, uint32_t attempt, const char *dir, char *rootfs, char *entry,
 		  char *why, size_t whylen);
+
+/* reason cut to fit an event (EVENT_REASON_MAX, "..." at the end when cut)
+ * into buf (len bytes); returns buf. */
+const char *event_reason(const char *reason, char *buf, size_t len);
 
 /* SIGCHLD: is pid an unpack's umoci?  Then finish that unpack (see above)
  * and return true. */

@@ -335,7 +335,10 @@ void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uin
 fail:
 	log_warn("job=%" PRIu64 " task=%u cannot start: %s", job, idx, why);
 	e = session_event(a, "failed", job, idx, attempt);
-	cJSON_AddStringToObject(e, "reason", why);
+	{
+		char r[EVENT_REASON_MAX];
+		cJSON_AddStringToObject(e, "reason", event_reason(why, r, sizeof(r)));
+	}
 	if (t) {
 		runc_delete(&a->runc, t->id, true, why, sizeof(why));
 		rm_rf(t->dir);
