@@ -382,7 +382,8 @@ static int submit_spec(struct spec *s, bool wait)
 
 static const char usage_run[] =
 	"usage: mlctl run [OPTIONS] IMAGE -- CMD [ARG...]\n"
-	"Run CMD in a container of IMAGE (a rootfs folder).\n"
+	"Run CMD in a container of IMAGE (a rootfs folder on the nodes, or oci:PATH[:TAG], an\n"
+	"OCI image layout there).\n"
 	"  --gpus N        GPUs (0.25 for a share of one)     --memory SIZE  memory (128M)\n"
 	"  --cpus N        CPUs (0.1)                          --name NAME    job name\n"
 	"  --kind K        train or batch (batch)              --workers N    train workers\n"
