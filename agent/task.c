@@ -696,11 +696,9 @@ void task_reattach(struct agent *a)
 {
 	char **ids = NULL, why[RUNC_WHY_LEN];
 	struct dirent *de;
-	size_t n = 0;
-	DIR *d;
-
 	char **names = NULL;
-	size_t nn = 0, cap = 0;
+	size_t n = 0, nn = 0, cap = 0;
+	DIR *d;
 
 	/* The names first: a start taken up again (start_again) remakes its
 	 * folder, which a readdir in progress might list twice. */
