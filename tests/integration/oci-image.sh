@@ -127,6 +127,18 @@ check "reason quotes umoci ($r)" grep -qE "^image oci:$T/broken:t2 on node a1: u
 check "the failed unpack left nothing" [ -z "$(ls -A "$IMG" | grep -v '^sha256-')" ]
 check "mlctl status shows it" grep -q "umoci unpack failed" <<<"$(mlctl status broken)"
 
+# A stop for a start that waits for its unpack drops it: the job ends
+# cancelled and nothing of it is left on the node.
+off=$(stat -c %s "$T/agent-a1.log")
+mlctl run --name o8 "oci:$L:t2" -- echo never >/dev/null
+waiting8() { tail -c +"$((off + 1))" "$T/agent-a1.log" | grep -q "waits for image oci:$L:t2 to be unpacked"; }
+check "o8 waits for its unpack" wait_for 10 waiting8
+mlctl cancel o8 >/dev/null
+check "o8 is cancelled" wait_for 10 job_state_is o8 cancelled
+check "the agent dropped the waiting start" grep -q "stopped while it waited for image oci:$L:t2" "$T/agent-a1.log"
+check "o8's task folder is gone" wait_for 5 bash -c "! ls -d '$T'/agent-a1/tasks/mls-* 2>/dev/null | grep -q ."
+check "o8 never ran" [ -z "$(mlctl logs o8 2>/dev/null)" ]
+
 mlctl run --name nofolder /no/such/rootfs -- true >/dev/null
 check "a missing rootfs folder fails the job" wait_for 10 job_state_is nofolder failed
 r=$(job_field nofolder reason)
