@@ -170,6 +170,34 @@ static void record_start(const char *dir, const cJSON *order)
 	free(path);
 }
 
+static void waiter_free(struct waiter *w);
+
+/*
+ * Does a start of this task wait already?  The same attempt: a repeated
+ * order, which changes nothing (true).  Another attempt: the master has
+ * moved on (it gave the earlier one up, e.g. when this agent restarted), so
+ * the earlier one is dropped, whatever image it waits for (false: the new
+ * one waits in its place; its start.json replaces the earlier one's).
+ */
+static bool already_waits(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt)
+{
+	for (struct image_unpack *u = a->unpacks; u; u = u->next)
+		for (struct waiter **pp = &u->waiters; *pp; pp = &(*pp)->next) {
+			struct waiter *w = *pp;
+			if (w->job != job || w->idx != idx)
+				continue;
+			if (w->attempt == attempt)
+				return true;
+			log_info("job=%" PRIu64 " task=%u: attempt %u replaces attempt %u, which "
+				 "waited for image %s",
+				 job, idx, attempt, w->attempt, u->image);
+			*pp = w->next;
+			waiter_free(w);
+			return false;
+		}
+	return false;
+}
+
 int image_prepare(struct agent *a, const char *image, const cJSON *order, uint64_t job,
 		  uint32_t idx, uint32_t attempt, const char *dir, char *rootfs, char *entry,
 		  char *why, size_t whylen)
@@ -224,6 +252,10 @@ int image_prepare(struct agent *a, const char *image, const cJSON *order, uint64
 		rv = 0;
 		goto out;
 	}
+	if (already_waits(a, job, idx, attempt)) {
+		rv = IMAGE_PENDING;
+		goto out;
+	}
 	for (u = a->unpacks; u; u = u->next)
 		if (strcmp(u->entry, entry) == 0)
 			break;
@@ -249,24 +281,6 @@ int image_prepare(struct agent *a, const char *image, const cJSON *order, uint64
 		a->unpacks = u;
 		log_info("image %s (%s): unpacking into %s (umoci pid %d)", image, digest, final,
 			 (int)u->pid);
-	}
-	for (w = u->waiters; w; w = w->next) {
-		if (w->job != job || w->idx != idx)
-			continue;
-		if (w->attempt != attempt) {
-			/* The master has moved on to a later attempt (it
-			 * gave up the earlier one, e.g. when this agent
-			 * restarted): that one waits instead. */
-			log_info("job=%" PRIu64 " task=%u: attempt %u replaces attempt %u waiting "
-				 "for image %s",
-				 job, idx, attempt, w->attempt, image);
-			cJSON_Delete(w->order);
-			w->order = cJSON_Duplicate(order, 1);
-			w->attempt = attempt;
-			record_start(dir, order);
-		}
-		rv = IMAGE_PENDING;
-		goto out;
 	}
 	w = xcalloc(1, sizeof(*w));
 	w->order = cJSON_Duplicate(order, 1);
