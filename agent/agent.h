@@ -12,6 +12,7 @@
  *   probe.c    health checks (probe.h)
  *   gpus.c     the GPUs: found at start, read at each SYNC, errors reported
  *   runc.c     bundles and runc calls (runc.h)
+ *   image.c    rootfs folders and the cache of unpacked OCI images (image.h)
  *
  * Each task runs under its own shim ("mlagent-shim shim DIR", see shim.c): a
  * child subreaper that starts the container with runc, reaps its init and
@@ -34,6 +35,7 @@
 #include <cjson/cJSON.h>
 
 #include "gpu/gpu.h"
+#include "image.h"
 #include "probe.h"
 #include "runc.h"
 #include "seal.h"
@@ -47,6 +49,7 @@ struct atask {
 	char id[RUNC_ID_MAX];  /* runc container id */
 	char dir[PATH_MAX];    /* bundle folder */
 	char cgroup[256];
+	char image[IMAGE_ENTRY_LEN]; /* the image cache entry it runs from, "" = none */
 	pid_t pid;             /* container init, on the host */
 	pid_t shim;            /* its shim: our child, or adopted after a restart */
 	int pidfd;             /* adopted shim's pidfd, -1 if none */
@@ -71,6 +74,8 @@ struct agent_cfg {
 	const char *ports;       /* --ports LO-HI */
 	uint64_t logs_keep;      /* --logs-keep bytes */
 	const char *nvml_lib;    /* --nvml-lib: the NVML library to dlopen */
+	const char *umoci_bin;   /* --umoci: unpacks oci: images */
+	uint64_t image_cache_max; /* --image-cache-max entries, 0 = no bound */
 	uint64_t cpus_milli, memory, heartbeat_ms;
 	bool insecure;
 	bool stop_tasks_on_exit; /* SIGTERM/SIGINT kill the containers too */
@@ -129,6 +134,8 @@ struct agent {
 	struct cpu_sampler cpu;
 	char logs_dir[PATH_MAX], tasks_dir[PATH_MAX]; /* absolute */
 	char runc_root[PATH_MAX];                     /* absolute */
+	char images_dir[PATH_MAX];                    /* STATE_DIR/images */
+	struct image_unpack *unpacks; /* umoci children in flight (image.c) */
 	struct pollfd *pfds;   /* the loop's poll set, grown as needed */
 	size_t npfds_cap;
 	struct seal_ctx *seal;

@@ -164,6 +164,12 @@ int main(int argc, char **argv)
 		{"heartbeat", OPT_DUR, "1s", "heartbeat interval (at least 100ms)",
 		 &a.cfg.heartbeat_ms},
 		{"runc", OPT_STR, "runc", "runc binary", &a.cfg.runc_bin},
+		{"umoci", OPT_STR, "umoci", "umoci binary (unpacks oci:PATH[:TAG] images)",
+		 &a.cfg.umoci_bin},
+		{"image-cache-max", OPT_UINT, "10",
+		 "unpacked oci: images kept in STATE_DIR/images (the least recently used go "
+		 "first, never one in use; 0 = no bound)",
+		 &a.cfg.image_cache_max},
 		{"runc-root", OPT_STR, NULL, "runc --root (default STATE_DIR/runc)",
 		 &a.cfg.runc_root},
 		{"ports", OPT_STR, "20000-29999",
@@ -266,6 +272,7 @@ int main(int argc, char **argv)
 		fatal("--state-dir %s: %s", a.cfg.state_dir, strerror(errno));
 	snprintf(a.logs_dir, sizeof(a.logs_dir), "%s/logs", real);
 	snprintf(a.tasks_dir, sizeof(a.tasks_dir), "%s/tasks", real);
+	snprintf(a.images_dir, sizeof(a.images_dir), "%s/images", real);
 	if (!a.cfg.runc_root)
 		a.cfg.runc_root = runc_root = xasprintf("%s/runc", real);
 	free(real);
@@ -298,6 +305,7 @@ int main(int argc, char **argv)
 	a.sender = wire_sender_id(a.cfg.name);
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(a.boot, sizeof(a.boot), rnd, sizeof(rnd));
+	image_init(&a);
 	task_reattach(&a);
 	task_logs_trim(&a);
 	sysinfo_cpu_pct(&a.cpu);

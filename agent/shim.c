@@ -95,6 +95,8 @@ int shim_meta_write(struct agent *a, const struct atask *t, const char *logp, co
 	cJSON_AddNumberToObject(m, "started", (double)wall_ms());
 	if (t->port)
 		cJSON_AddNumberToObject(m, "port", t->port);
+	if (t->image[0])
+		cJSON_AddStringToObject(m, "image_entry", t->image);
 	if (health)
 		cJSON_AddItemToObject(m, "health", cJSON_Duplicate(health, 1));
 	if (!(text = cJSON_PrintUnformatted(m))) {

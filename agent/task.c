@@ -209,6 +209,7 @@ static int port_check(struct agent *a, uint16_t port, char *why, size_t whylen)
 void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uint32_t attempt)
 {
 	const char *image = NULL, *workdir = "/work";
+	char rootfs[PATH_MAX];
 	const cJSON *cmd, *g, *health = NULL;
 	struct bundle_opts bo = {0};
 	struct probe *probe = NULL;
@@ -218,7 +219,6 @@ void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uin
 	uint32_t gpus[GPU_MAX];
 	size_t nenv = 0, nargs = 0, ngpus = 0;
 	uint64_t mem = 0, cpu = 0, port = 0;
-	struct stat st;
 	int rv;
 	cJSON *e;
 
@@ -238,16 +238,17 @@ void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uin
 	wire_get_str(o, "workdir", PATH_MAX, &workdir);
 	wire_get_u64(o, "memory", UINT64_MAX >> 11, &mem);
 	wire_get_u64(o, "cpu_milli", UINT32_MAX, &cpu);
-	if (!image || image[0] != '/') {
-		snprintf(why, sizeof(why), "image \"%.300s\" is not an absolute rootfs folder",
-			 image ? image : "");
+	if (!image) {
+		snprintf(why, sizeof(why), "start order without an image");
 		goto fail;
 	}
-	if (stat(image, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(why, sizeof(why), "image %.300s: no such folder on node %s", image,
-			 a->cfg.name);
+	/* An oci: image not unpacked yet: this runs again when it is. */
+	rv = image_prepare(a, image, o, job, idx, attempt, t->dir, rootfs, t->image, why,
+			   sizeof(why));
+	if (rv == IMAGE_PENDING)
+		goto out;
+	if (rv != 0)
 		goto fail;
-	}
 	if (wire_get_array(o, "command", SPEC_MAX_ARGS, &cmd) != 0 || cJSON_GetArraySize(cmd) < 1) {
 		snprintf(why, sizeof(why), "start order without a command");
 		goto fail;
@@ -297,7 +298,7 @@ void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uin
 		goto fail;
 	}
 	logp = task_log_path(a, job, idx, attempt);
-	bo.rootfs = image;
+	bo.rootfs = rootfs;
 	bo.args = args;
 	bo.nargs = nargs;
 	bo.env = (const char *const *)env;
@@ -334,7 +335,10 @@ void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uin
 fail:
 	log_warn("job=%" PRIu64 " task=%u cannot start: %s", job, idx, why);
 	e = session_event(a, "failed", job, idx, attempt);
-	cJSON_AddStringToObject(e, "reason", why);
+	{
+		char r[EVENT_REASON_MAX];
+		cJSON_AddStringToObject(e, "reason", event_reason(why, r, sizeof(r)));
+	}
 	if (t) {
 		runc_delete(&a->runc, t->id, true, why, sizeof(why));
 		rm_rf(t->dir);
@@ -374,8 +378,12 @@ void task_stop(struct agent *a, uint64_t job, uint32_t idx, uint32_t attempt, ui
 		return;
 	}
 	if (!t) {
+		bool waited = image_cancel(a, job, idx, attempt);
+		if (waited)
+			task_remember_ran(a, job, idx, attempt);
 		e = session_event(a, "gone", job, idx, attempt);
-		cJSON_AddStringToObject(e, "reason", "not running on this node");
+		cJSON_AddStringToObject(e, "reason", waited ? "stopped while its image was unpacked"
+							    : "not running on this node");
 		return;
 	}
 	if (reason && !*reason)
@@ -460,6 +468,7 @@ void task_ended(struct agent *a, struct atask *t, const char *lost_why)
 	t->next_start = NULL;
 	task_remove(a, t);
 	task_logs_trim(a);
+	image_trim(a);
 	if (start) {
 		uint64_t att = 0;
 		wire_get_u64(start, "attempt", UINT32_MAX, &att);
@@ -477,6 +486,8 @@ void task_reap(struct agent *a)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct atask *t;
+		if (image_child_exited(a, pid, status))
+			continue;
 		for (t = a->tasks; t; t = t->next)
 			if (!t->adopted && t->shim == pid)
 				break;
@@ -551,6 +562,42 @@ static void probe_adopted(struct agent *a, struct atask *t, const cJSON *m)
 }
 
 /*
+ * A task folder with a start.json and no meta.json: a start that waited for
+ * its image to be unpacked when the earlier agent stopped (image.h).  Start
+ * it again (the unpack starts again too); true when t->dir was that.
+ */
+static bool start_again(struct agent *a, struct atask *t)
+{
+	char *meta = shim_file(t, "meta.json"), *path = shim_file(t, "start.json"), *text = NULL;
+	uint64_t job = 0, idx = 0, att = 0;
+	struct stat st;
+	cJSON *o = NULL;
+	bool found = false;
+
+	if (stat(meta, &st) == 0 || file_read(path, META_MAX, &text, NULL) != 0)
+		goto out;
+	found = true;
+	if (!(o = cJSON_Parse(text)) || wire_get_u64(o, "job", UINT64_MAX >> 11, &job) != 0 ||
+	    wire_get_u64(o, "task", SPEC_MAX_TASKS, &idx) != 0 ||
+	    wire_get_u64(o, "attempt", UINT32_MAX, &att) != 0) {
+		log_warn("%s is not a start order: removing %s", path, t->dir);
+		rm_rf(t->dir);
+		goto out;
+	}
+	log_info("job=%" PRIu64 " task=%" PRIu64 " waited for its image when the earlier agent "
+		 "stopped: starting it again",
+		 job, idx);
+	if (!task_ran_before(a, job, (uint32_t)idx, (uint32_t)att))
+		task_start(a, o, job, (uint32_t)idx, (uint32_t)att);
+out:
+	cJSON_Delete(o);
+	free(text);
+	free(path);
+	free(meta);
+	return found;
+}
+
+/*
  * One task folder left by an earlier agent process: adopt its live shim, or
  * report the exit it recorded, or (the node rebooted, the shim was killed)
  * report the task failed and remove what is left of it.  Its (job, task,
@@ -574,6 +621,10 @@ static void reattach_one(struct agent *a, const char *name)
 		return;
 	}
 	path = shim_file(t, "meta.json");
+	if (start_again(a, t)) {
+		free(t);
+		goto out;
+	}
 	if (file_read(path, META_MAX, &text, NULL) != 0 || !(m = cJSON_Parse(text)) ||
 	    wire_get_u64(m, "job", UINT64_MAX >> 11, &job) != 0 ||
 	    wire_get_u64(m, "task", SPEC_MAX_TASKS, &idx) != 0 ||
@@ -595,6 +646,8 @@ static void reattach_one(struct agent *a, const char *name)
 	strlcpy_ok(t->cgroup, cg, sizeof(t->cgroup));
 	if (wire_get_u64(m, "port", 65535, &v) == 0)
 		t->port = (uint16_t)v;
+	if (wire_get_str(m, "image_entry", IMAGE_ENTRY_LEN - 1, &id) == 0)
+		strlcpy_ok(t->image, id, sizeof(t->image));
 	t->adopted = true;
 	task_remember_ran(a, t->job, t->idx, t->attempt);
 	free(path);
@@ -643,16 +696,30 @@ void task_reattach(struct agent *a)
 {
 	char **ids = NULL, why[RUNC_WHY_LEN];
 	struct dirent *de;
-	size_t n = 0;
+	char **names = NULL;
+	size_t n = 0, nn = 0, cap = 0;
 	DIR *d;
 
+	/* The names first: a start taken up again (start_again) remakes its
+	 * folder, which a readdir in progress might list twice. */
 	if (!(d = opendir(a->tasks_dir)))
 		log_warn("cannot read %s: %s", a->tasks_dir, strerror(errno));
-	while (d && (de = readdir(d)))
-		if (de->d_name[0] != '.')
-			reattach_one(a, de->d_name);
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (nn == cap) {
+			cap = cap ? cap * 2 : 16;
+			names = xrealloc(names, cap * sizeof(*names));
+		}
+		names[nn++] = xstrdup(de->d_name);
+	}
 	if (d)
 		closedir(d);
+	for (size_t i = 0; i < nn; i++) {
+		reattach_one(a, names[i]);
+		free(names[i]);
+	}
+	free(names);
 	if (runc_list(&a->runc, &ids, &n, why, sizeof(why)) != 0) {
 		log_warn("runc list: %s", why);
 		return;
@@ -682,6 +749,7 @@ void task_shutdown(struct agent *a)
 	uint64_t deadline;
 	size_t n = 0;
 
+	image_shutdown(a);
 	for (struct atask *t = a->tasks; t; t = t->next)
 		n++;
 	if (!a->cfg.stop_tasks_on_exit) {

@@ -11,6 +11,7 @@
  */
 #include "spec.h"
 #include "err.h"
+#include "ociref.h"
 #include "units.h"
 #include "util.h"
 
@@ -804,11 +805,20 @@ static int decode_map(const struct ctx *c, const struct node *m, enum fid parent
 
 /* ---- validation and defaults (both formats) ------------------------------ */
 
-static bool image_ok(const char *im)
+/* A rootfs folder (absolute) or an OCI layout reference (ociref.h). */
+static bool image_ok(const char *im, char *why, size_t len)
 {
 	if (im[0] == '/')
 		return true;
-	return !strncmp(im, "oci:", 4) && im[4] != '\0';
+	if (ociref_is(im)) {
+		char r[200];
+		if (ociref_parse(im, NULL, 0, NULL, 0, r, sizeof(r)) == 0)
+			return true;
+		snprintf(why, len, "is not oci:PATH[:TAG]: %s", r);
+		return false;
+	}
+	snprintf(why, len, "must be an absolute path or oci:PATH[:TAG]");
+	return false;
 }
 
 /* Spaces or control bytes would let a value break the probe's request line. */
@@ -885,7 +895,7 @@ static int check_tcp(const struct ctx *c, int line, const char *path, const char
 static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 {
 	static const enum fid required[] = {F_NAME, F_KIND, F_IMAGE, F_COMMAND};
-	char path[96], q[80];
+	char path[96], q[80], why[256];
 	uint64_t tasks;
 
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
@@ -910,10 +920,9 @@ static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 			    "%s is not a valid job name ([a-z0-9][a-z0-9._-]*, not all digits, at "
 			    "most %d)",
 			    quote(s->name, q, sizeof(q)), SPEC_NAME_MAX);
-	if (!image_ok(s->image))
-		return fail(c, w->line[F_IMAGE], fname(c, F_IMAGE),
-			    "%s must be an absolute path or oci:LAYOUT:TAG",
-			    quote(s->image, q, sizeof(q)));
+	if (!image_ok(s->image, why, sizeof(why)))
+		return fail(c, w->line[F_IMAGE], fname(c, F_IMAGE), "%s %s",
+			    quote(s->image, q, sizeof(q)), why);
 	if (s->workdir && s->workdir[0] != '/')
 		return fail(c, w->line[F_WORKDIR], fname(c, F_WORKDIR),
 			    "%s must be an absolute path", quote(s->workdir, q, sizeof(q)));

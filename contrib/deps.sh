@@ -1,8 +1,11 @@
 # deps.sh - install the Debian packages mlsched needs, when missing.
 # Source it, then call: install_deps build|test.  Needs root for apt-get.
 
+# runc and umoci are run-time needs of the agent (umoci unpacks oci: images), in
+# this list because contrib/demo.sh installs only it and then runs an agent.
 MLS_BUILD_PKGS="build-essential autoconf automake libtool pkg-config libnng-dev libsodium-dev
- libsqlite3-dev libcurl4-openssl-dev libyaml-dev libcjson-dev libmicrohttpd-dev runc busybox-static"
+ libsqlite3-dev libcurl4-openssl-dev libyaml-dev libcjson-dev libmicrohttpd-dev runc umoci
+ busybox-static"
 # clang and its runtimes (libFuzzer, ASan, UBSan) build tests/fuzz/.
 MLS_TEST_PKGS="libcmocka-dev valgrind jq sqlite3 etcd-server etcd-client clang libclang-rt-dev"
 

@@ -383,7 +383,8 @@ static int submit_spec(struct spec *s, bool wait)
 
 static const char usage_run[] =
 	"usage: mlctl run [OPTIONS] IMAGE -- CMD [ARG...]\n"
-	"Run CMD in a container of IMAGE (a rootfs folder).\n"
+	"Run CMD in a container of IMAGE (a rootfs folder on the nodes, or oci:PATH[:TAG], an\n"
+	"OCI image layout there).\n"
 	"  --gpus N        GPUs (0.25 for a share of one)     --memory SIZE  memory (128M)\n"
 	"  --cpus N        CPUs (0.1)                          --name NAME    job name\n"
 	"  --kind K        train or batch (batch)              --workers N    train workers\n"
@@ -480,7 +481,8 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (optind >= argc)
 		die(2, "run: IMAGE is required (see mlctl run --help)");
-	if (argv[optind][0] == '/') {
+	if (argv[optind][0] == '/' || strncmp(argv[optind], "oci:", 4) == 0) {
+		/* A folder on the nodes, or an OCI layout there (ociref.h). */
 		s->image = xstrdup(argv[optind]);
 	} else {
 		/* A relative image means a folder here: the agents need the

@@ -44,7 +44,7 @@ CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -Icommon -Iplugins -Iagent -Itests/fuzz
  -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
  $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -lpthread -ldl"
-COMMON="err util log units res spec spec_json wire seal"
+COMMON="err util log units res spec spec_json ociref wire seal"
 
 # Rebuild an object when its source, or any header it may include, is newer.
 newest_hdr=$(ls -t common/*.h agent/*.h tests/fuzz/*.h | head -n1)

@@ -302,7 +302,7 @@ static const struct {
      "parallelism-over-array.yaml:6: parallelism: must be at most array (4)"},
     {"priority-range.yaml", "priority-range.yaml:5: priority: must be at most 1000"},
     {"relative-image.yaml", "relative-image.yaml:3: image: \"images/pytorch\" must be an "
-			    "absolute path or oci:LAYOUT:TAG"},
+			    "absolute path or oci:PATH[:TAG]"},
     {"relative-workdir.yaml", "relative-workdir.yaml:5: workdir: \"work\" must be an absolute "
 			      "path"},
     {"replicas-on-train.yaml", "replicas-on-train.yaml:5: replicas: only for kind serve"},
@@ -471,7 +471,18 @@ static void test_yaml_misc(void **state)
 	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: [x]\nworkers: 4294967296\n",
 			  "t.yaml:5: workers: must be at most 4294967295");
 	expect_yaml_error("name: a\nkind: train\nimage: \"oci:\"\ncommand: [x]\n",
-			  "t.yaml:3: image: \"oci:\" must be an absolute path or oci:LAYOUT:TAG");
+			  "t.yaml:3: image: \"oci:\" is not oci:PATH[:TAG]: no layout PATH after "
+			  "\"oci:\" (oci:PATH or oci:PATH:TAG)");
+	expect_yaml_error("name: a\nkind: train\nimage: \"oci:l:t\"\ncommand: [x]\n",
+			  "t.yaml:3: image: \"oci:l:t\" is not oci:PATH[:TAG]: layout PATH \"l\" is "
+			  "not absolute");
+	expect_yaml_error("name: a\nkind: train\nimage: \"oci:/l:\"\ncommand: [x]\n",
+			  "t.yaml:3: image: \"oci:/l:\" is not oci:PATH[:TAG]: empty TAG after "
+			  "\"oci:/l:\" (leave out the ':' for \"latest\")");
+	expect_yaml_error("name: a\nkind: train\nimage: \"oci:/l:t:u\"\ncommand: [x]\n",
+			  "t.yaml:3: image: \"oci:/l:t:u\" is not oci:PATH[:TAG]: more than one ':' "
+			  "after \"oci:\" (a layout PATH may not contain ':'; the form is "
+			  "oci:PATH:TAG)");
 	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: [x]\npolicy: \"\"\n",
 			  "t.yaml:5: policy: must not be empty");
 	expect_yaml_error("name: a\nkind: serve\nimage: /i\ncommand: [x]\nhealth: {failures: 2}\n",
