@@ -39,8 +39,15 @@ check "its reason names the failed worker ($r)" [ "$r" = "task 1 exited with cod
 # the agent starts): the task fails at once with runc's words.
 cat >"$T/badrunc" <<'SH'
 #!/bin/sh
+# runc's own errors go, as JSON lines, to the --log file it is given.
+log= prev=
 for a; do
-	[ "$a" = run ] && { echo "simulated failure: cannot create the container" >&2; exit 1; }
+	[ "$prev" = --log ] && log=$a
+	prev=$a
+	if [ "$a" = run ]; then
+		[ -n "$log" ] && echo '{"level":"error","msg":"simulated failure: cannot create the container"}' >>"$log"
+		exit 1
+	fi
 done
 exec runc "$@"
 SH
