@@ -524,41 +524,71 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 	free(ts);
 }
 
+/* Was pk revoked by `mlctl nodes remove` (of any node: the key is out, not
+ * just the name)?  The node it belonged to, or NULL.  Only join attempts
+ * (keys the master does not know for the name) get here, so the walk is
+ * not on the heartbeat path. */
+static struct node *revoked_by(struct master *m, const uint8_t *pk)
+{
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct node *o = m->nodes[i];
+		if (o->has_revoked && sodium_memcmp(o->revoked_pk, pk, SEAL_PK_LEN) == 0)
+			return o;
+	}
+	return NULL;
+}
+
 /*
  * A sealed SYNC proves which key sent it.  A node already joined must use
  * its recorded key; a new node, or one whose agent has a new key, must show
- * the join secret.  On refusal the agent gets an error it logs.
+ * the current join secret (join.token is re-read when it changed, so a
+ * rotated-away token is refused at once).  A key revoked by `mlctl nodes
+ * remove` is refused whatever it shows.  On refusal the agent gets an error
+ * it logs.
  */
 static bool agent_key_ok(struct master *m, struct node *n, const char *name,
 			 const struct net_peer *peer, const cJSON *body)
 {
 	const char *join = NULL;
-	uint8_t pk[SEAL_PK_LEN], secret[SEAL_SECRET_LEN];
-	const char *why;
+	struct node *rv;
+	char why[512];
 
 	if (n && n->has_pk && sodium_memcmp(n->pk, peer->pk, SEAL_PK_LEN) == 0)
 		return true;
-	if (wire_get_str(body, "join", SEAL_TOKEN_LEN, &join) == 0 &&
-	    seal_token_parse(join, pk, secret) == 0 && seal_secret_equal(secret, m->join_secret) &&
-	    sodium_memcmp(pk, m->key.pk, SEAL_PK_LEN) == 0) {
+	if ((rv = revoked_by(m, peer->pk))) {
+		snprintf(why, sizeof(why),
+			 "this agent's key was revoked (mlctl nodes remove %s); to join again, "
+			 "delete agent.key in the agent's --state-dir (a new key is made) and "
+			 "start it with a valid join token",
+			 rv->name);
+		goto refuse;
+	}
+	keys_refresh(m);
+	wire_get_str(body, "join", SEAL_TOKEN_LEN, &join);
+	if (keys_join_ok(m, join, why, sizeof(why))) {
 		/* A node whose agent is alive keeps its key: a second agent
 		 * with the same name (a copied config, a twin host name) must
 		 * not take it over.  Once the node is silent past the node
 		 * timeout, a new agent key may join under its name. */
 		if (n && n->has_pk && n->state == NODE_READY && n->confirmed &&
 		    now_ms() - n->last_seen <= m->cfg.node_timeout_ms) {
-			why = "this node name is in use by another agent that is alive; give this "
-			      "agent another --name";
+			snprintf(why, sizeof(why),
+				 "this node name is in use by another agent that is alive; give "
+				 "this agent another --name");
 			goto refuse;
 		}
-		if (n && n->has_pk)
+		if (n && n->removed) {
+			log_warn("node=%s joins again after its removal, with a new key", name);
+			n->removed = false;
+			n->dirty = true;
+		} else if (n && n->has_pk) {
 			log_warn("node=%s joined again with a new key", name);
+		}
 		return true;
 	}
-	why = n && n->has_pk ? "this node name is registered with another agent key; join again "
-			       "with the current token"
-			     : "not joined: start mlagent with --join and the token from "
-			       "`mlmaster token`";
+	if (n && n->has_pk)
+		snprintf(why, sizeof(why), "this node name is registered with another agent key; "
+					   "join again with the current token");
 refuse:
 	log_warn("node=%s refused: %s", name, why);
 	out_reply(m, m->agents, peer, WIRE_ERROR, wire_error_body(ERR_INVAL, "%s", why));
@@ -683,7 +713,7 @@ void agents_closed(struct master *m, uint32_t pipe)
  * and come back with it.  Out of reschedules, the tasks are lost and the
  * restart policy decides, as for any failure.
  */
-static void lose_tasks(struct master *m, struct node *n)
+static void lose_tasks(struct master *m, struct node *n, const char *what)
 {
 	uint32_t nt, njobs = 0;
 	struct node_task *ts = node_tasks_copy(n, &nt);
@@ -709,7 +739,7 @@ static void lose_tasks(struct master *m, struct node *n)
 			if (task_terminal(t->state) || t->state == TASK_NONE ||
 			    strcmp(t->node, n->name) != 0)
 				continue;
-			snprintf(t->reason, sizeof(t->reason), "node %s lost", n->name);
+			snprintf(t->reason, sizeof(t->reason), "node %s %s", n->name, what);
 			if (t->stop_sent) {
 				task_finish(m, j, t, TASK_KILLED);
 				continue;
@@ -723,10 +753,11 @@ static void lose_tasks(struct master *m, struct node *n)
 		if (moved) {
 			j->reschedules++;
 			m->stats.reschedules++;
-			snprintf(j->last_reschedule, sizeof(j->last_reschedule), "node %s lost",
-				 n->name);
-			log_info("job=%" PRIu64 " name=%s reschedule %u of %u: node %s lost", j->id,
-				 j->spec->name, j->reschedules, j->spec->reschedule_max, n->name);
+			snprintf(j->last_reschedule, sizeof(j->last_reschedule), "node %s %s",
+				 n->name, what);
+			log_info("job=%" PRIu64 " name=%s reschedule %u of %u: node %s %s", j->id,
+				 j->spec->name, j->reschedules, j->spec->reschedule_max, n->name,
+				 what);
 			if (j->spec->kind == SPEC_TRAIN) {
 				for (uint32_t x = 0; x < j->ntasks; x++) {
 					struct task *o = &j->tasks[x];
@@ -768,7 +799,7 @@ void agents_tick(struct master *m)
 			else
 				log_warn("node=%s lost: no heartbeat for %" PRIu64 " ms", n->name,
 					 now - n->last_seen);
-			lose_tasks(m, n);
+			lose_tasks(m, n, "lost");
 			/* Orders for a lost node are moot; if it comes back it
 			 * lists what it runs and we stop the strays then. */
 			cJSON_Delete(n->orders);
@@ -777,4 +808,38 @@ void agents_tick(struct master *m)
 		if (n->state == NODE_READY && n->poll_held && cJSON_GetArraySize(n->orders) > 0)
 			reply_poll(m, n);
 	}
+}
+
+/*
+ * mlctl nodes remove.  The agent key is revoked (kept in the node's record
+ * as revoked_pk, so that it is refused under any name, even with a valid
+ * token, also after a master restart), the node stops being schedulable,
+ * and its work moves as when a node is lost (reschedule: decides).  The
+ * record stays, listed as "removed": the node's name may join again, with
+ * a new agent key and a valid join token.  Containers the removed agent
+ * still runs are not its master's any more: if the host joins again, it
+ * lists them and they are stopped as stale copies.
+ */
+uint32_t agents_remove(struct master *m, struct node *n)
+{
+	uint32_t live = n->ntasks;
+
+	if (n->has_pk) {
+		memcpy(n->revoked_pk, n->pk, SEAL_PK_LEN);
+		n->has_revoked = true;
+		n->has_pk = false;
+		sodium_memzero(n->pk, sizeof(n->pk));
+	}
+	n->removed = true;
+	n->dirty = true;
+	n->poll_held = false;
+	n->closed_at = 0;
+	if (n->state == NODE_READY) {
+		n->state = NODE_LOST;
+		sched_node_state(m, n);
+	}
+	lose_tasks(m, n, "removed");
+	cJSON_Delete(n->orders);
+	n->orders = cJSON_CreateArray();
+	return live;
 }

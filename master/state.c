@@ -755,7 +755,8 @@ cJSON *node_to_json(const struct node *n, bool full)
 	const struct res_node *r = n->sn ? &n->sn->res : &n->cap;
 
 	cJSON_AddStringToObject(o, "name", n->name);
-	cJSON_AddStringToObject(o, "state", n->state == NODE_READY ? "ready" : "lost");
+	cJSON_AddStringToObject(o, "state",
+				n->removed ? "removed" : n->state == NODE_READY ? "ready" : "lost");
 	cJSON_AddBoolToObject(o, "drained", n->drained);
 	if (n->gpu_error[0])
 		cJSON_AddStringToObject(o, "gpu_error", n->gpu_error);
@@ -778,6 +779,13 @@ cJSON *node_to_json(const struct node *n, bool full)
 		char pk[SEAL_PK_STR_LEN];
 		seal_pk_str(n->pk, pk);
 		cJSON_AddStringToObject(o, "pubkey", pk);
+	}
+	if (n->removed)
+		cJSON_AddBoolToObject(o, "removed", true);
+	if (n->has_revoked) {
+		char pk[SEAL_PK_STR_LEN];
+		seal_pk_str(n->revoked_pk, pk);
+		cJSON_AddStringToObject(o, "revoked_pubkey", pk);
 	}
 	if (full) {
 		cJSON_AddNumberToObject(o, "cpu_used", r->cpu_used);
@@ -936,7 +944,14 @@ static int load_node(const char *key, const void *val, size_t len, void *arg)
 		if (wire_get_str(o, "pubkey", SEAL_PK_STR_LEN, &pk) == 0 &&
 		    seal_pk_parse(pk, n->pk) == 0)
 			n->has_pk = true;
+		if (wire_get_str(o, "revoked_pubkey", SEAL_PK_STR_LEN, &pk) == 0 &&
+		    seal_pk_parse(pk, n->revoked_pk) == 0)
+			n->has_revoked = true;
 	}
+	/* Removed (mlctl nodes remove): out until a new key joins. */
+	wire_get_bool(o, "removed", &n->removed);
+	if (n->removed)
+		n->state = NODE_LOST;
 	{
 		const char *addr = "";
 		wire_get_str(o, "address", sizeof(n->address) - 1, &addr);
