@@ -532,8 +532,9 @@ static struct node *revoked_by(struct master *m, const uint8_t *pk)
 {
 	for (size_t i = 0; i < m->nnodes; i++) {
 		struct node *o = m->nodes[i];
-		if (o->has_revoked && sodium_memcmp(o->revoked_pk, pk, SEAL_PK_LEN) == 0)
-			return o;
+		for (uint32_t k = 0; k < o->nrevoked; k++)
+			if (sodium_memcmp(o->revoked[k], pk, SEAL_PK_LEN) == 0)
+				return o;
 	}
 	return NULL;
 }
@@ -623,6 +624,15 @@ void agents_handle(struct master *m, const struct net_peer *peer, const struct w
 	if (!n) {
 		n = node_add(m, name);
 		log_info("node=%s registered", name);
+	}
+	if (n->removed && m->cfg.insecure) {
+		/* No keys to revoke: a removed node whose agent still runs
+		 * comes back as it registers. */
+		n->removed = false;
+		n->dirty = true;
+		log_warn("node=%s registers again after its removal (--insecure: no agent key "
+			 "to revoke)",
+			 name);
 	}
 	if (!m->cfg.insecure && (!n->has_pk || sodium_memcmp(n->pk, peer->pk, SEAL_PK_LEN))) {
 		memcpy(n->pk, peer->pk, SEAL_PK_LEN);
@@ -812,7 +822,7 @@ void agents_tick(struct master *m)
 
 /*
  * mlctl nodes remove.  The agent key is revoked (kept in the node's record
- * as revoked_pk, so that it is refused under any name, even with a valid
+ * among its revoked keys, so that it is refused under any name, even with a valid
  * token, also after a master restart), the node stops being schedulable,
  * and its work moves as when a node is lost (reschedule: decides).  The
  * record stays, listed as "removed": the node's name may join again, with
@@ -825,8 +835,7 @@ uint32_t agents_remove(struct master *m, struct node *n)
 	uint32_t live = n->ntasks;
 
 	if (n->has_pk) {
-		memcpy(n->revoked_pk, n->pk, SEAL_PK_LEN);
-		n->has_revoked = true;
+		node_revoke_key(n, n->pk);
 		n->has_pk = false;
 		sodium_memzero(n->pk, sizeof(n->pk));
 	}
@@ -842,4 +851,15 @@ uint32_t agents_remove(struct master *m, struct node *n)
 	cJSON_Delete(n->orders);
 	n->orders = cJSON_CreateArray();
 	return live;
+}
+
+void node_revoke_key(struct node *n, const uint8_t *pk)
+{
+	if (!n->revoked)
+		n->revoked = xcalloc(NODE_REVOKED_MAX, SEAL_PK_LEN);
+	if (n->nrevoked == NODE_REVOKED_MAX) {
+		memmove(n->revoked[0], n->revoked[1], (NODE_REVOKED_MAX - 1) * SEAL_PK_LEN);
+		n->nrevoked--;
+	}
+	memcpy(n->revoked[n->nrevoked++], pk, SEAL_PK_LEN);
 }

@@ -31,6 +31,7 @@
 #define REASON_MAX 256
 #define LOG_CHUNK_MAX (64 * 1024)
 #define TASK_RUNS_KEPT 8 /* attempts whose node a task remembers */
+#define NODE_REVOKED_MAX 16 /* revoked agent keys a node record keeps */
 
 enum job_state { JOB_PENDING = 0, JOB_PLACING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED };
 enum task_state {
@@ -138,9 +139,12 @@ struct node {
 	bool has_pk;            /* the agent key that joined as this node */
 	uint8_t pk[SEAL_PK_LEN];
 	/* mlctl nodes remove: the node is out (state lost, listed "removed")
-	 * and the agent key it had is refused for good (agents_remove). */
-	bool removed, has_revoked;
-	uint8_t revoked_pk[SEAL_PK_LEN];
+	 * and the agent keys removed under its name are refused for good
+	 * (agents_remove): owned array, newest last, at most NODE_REVOKED_MAX
+	 * (the oldest goes first). */
+	bool removed;
+	uint8_t (*revoked)[SEAL_PK_LEN];
+	uint32_t nrevoked;
 	bool dirty;
 	/* Session (not stored). */
 	uint64_t last_seen;     /* monotonic ms */
@@ -350,6 +354,8 @@ void agents_tick(struct master *m);
 /* mlctl nodes remove: revoke n's agent key and move its work away as for a
  * lost node; returns how many of its tasks were live there. */
 uint32_t agents_remove(struct master *m, struct node *n);
+/* Add pk to n's revoked keys (dropping the oldest beyond NODE_REVOKED_MAX). */
+void node_revoke_key(struct node *n, const uint8_t *pk);
 /* An agent connection closed (pipe id from net_watch_closed). */
 void agents_closed(struct master *m, uint32_t pipe);
 

@@ -782,10 +782,13 @@ cJSON *node_to_json(const struct node *n, bool full)
 	}
 	if (n->removed)
 		cJSON_AddBoolToObject(o, "removed", true);
-	if (n->has_revoked) {
-		char pk[SEAL_PK_STR_LEN];
-		seal_pk_str(n->revoked_pk, pk);
-		cJSON_AddStringToObject(o, "revoked_pubkey", pk);
+	if (n->nrevoked) {
+		cJSON *rk = cJSON_AddArrayToObject(o, "revoked_pubkeys");
+		for (uint32_t i = 0; i < n->nrevoked; i++) {
+			char pk[SEAL_PK_STR_LEN];
+			seal_pk_str(n->revoked[i], pk);
+			cJSON_AddItemToArray(rk, cJSON_CreateString(pk));
+		}
 	}
 	if (full) {
 		cJSON_AddNumberToObject(o, "cpu_used", r->cpu_used);
@@ -944,9 +947,24 @@ static int load_node(const char *key, const void *val, size_t len, void *arg)
 		if (wire_get_str(o, "pubkey", SEAL_PK_STR_LEN, &pk) == 0 &&
 		    seal_pk_parse(pk, n->pk) == 0)
 			n->has_pk = true;
-		if (wire_get_str(o, "revoked_pubkey", SEAL_PK_STR_LEN, &pk) == 0 &&
-		    seal_pk_parse(pk, n->revoked_pk) == 0)
-			n->has_revoked = true;
+	}
+	{
+		const cJSON *rk, *re;
+		uint8_t pk[SEAL_PK_LEN];
+		if (wire_get_array(o, "revoked_pubkeys", NODE_REVOKED_MAX, &rk) == 0)
+			cJSON_ArrayForEach(re, rk)
+			{
+				if (cJSON_IsString(re) && seal_pk_parse(re->valuestring, pk) == 0)
+					node_revoke_key(n, pk);
+				else
+					log_error("store: %s: revoked_pubkeys holds a bad key: "
+						  "ignored",
+						  key);
+			}
+		else if (cJSON_GetObjectItemCaseSensitive(o, "revoked_pubkeys"))
+			log_error("store: %s: revoked_pubkeys is not a list of at most %d keys: "
+				  "ignored",
+				  key, NODE_REVOKED_MAX);
 	}
 	/* Removed (mlctl nodes remove): out until a new key joins. */
 	wire_get_bool(o, "removed", &n->removed);
@@ -1292,6 +1310,7 @@ void state_reset(struct master *m)
 		cJSON_Delete(n->orders);
 		cJSON_Delete(n->gpu_util);
 		free(n->tasks);
+		free(n->revoked);
 		free(n);
 	}
 	free(m->by_name);

@@ -88,6 +88,7 @@ check "and its key still refused" wait_for 5 master_says "$from" "node=a2 refuse
 # Joining again: a new agent key (delete agent.key) and a valid token.
 kill "${AGENT_PID[a2]}"
 wait "${AGENT_PID[a2]}" 2>/dev/null
+cp -p "$T/agent-a2/agent.key" "$T/a2-first.key"
 rm "$T/agent-a2/agent.key"
 start_agent a2 --gpus 1x16G || exit 1
 check "a2 joins again with a new key and the current token" node_ready a2
@@ -96,6 +97,20 @@ check "the master says so" grep -q "node=a2 joins again after its removal" "$T/m
 no_containers() { [ -z "$(runc --root "$T/agent-a2/runc" list -q)" ]; }
 check "the stale copy left on a2 is killed" wait_for 5 no_containers
 check "mover still runs on a1" moved
+# Removed a second time: both of its keys stay revoked, under any name.
+from2=$(stat -c %s "$T/master.log")
+mlctl nodes remove a2 >/dev/null
+mkdir -p "$T/agent-other"
+cp -p "$T/a2-first.key" "$T/agent-other/agent.key"
+"$MLAGENT" --join "$new" --master "tcp://127.0.0.1:$AGENT_PORT" --name other --state-dir "$T/agent-other" \
+	--heartbeat 200ms --ports "$((${MLS_PORT_BASE:-12000} + 1900))-$((${MLS_PORT_BASE:-12000} + 1999))" \
+	>"$T/agent-other.log" 2>&1 &
+AGENT_PID[other]=$!
+check "the first revoked key is refused under another name, with a valid token" \
+	wait_for 5 grep -q "the master refuses this agent: this agent's key was revoked (mlctl nodes remove a2)" "$T/agent-other.log"
+check "the second one too" wait_for 5 master_says "$from2" "node=a2 refused: this agent's key was revoked"
+check "other is not a node" [ "$(mlctl -o json nodes | jq '[.[] | select(.name == "other")] | length')" = 0 ]
+kill "${AGENT_PID[other]}"
 
 # ---- admin keys ----
 add_out=$("$MLMASTER" admin add ops --state-dir "$T/master" 2>"$T/admin-add.err")
