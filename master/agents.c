@@ -551,7 +551,7 @@ static bool agent_key_ok(struct master *m, struct node *n, const char *name,
 			 const struct net_peer *peer, const cJSON *body)
 {
 	const char *join = NULL;
-	struct node *rv;
+	struct node *rv = NULL;
 	char why[512];
 
 	if (n && n->has_pk && sodium_memcmp(n->pk, peer->pk, SEAL_PK_LEN) == 0)
@@ -592,7 +592,14 @@ static bool agent_key_ok(struct master *m, struct node *n, const char *name,
 					   "join again with the current token");
 refuse:
 	log_warn("node=%s refused: %s", name, why);
-	out_reply(m, m->agents, peer, WIRE_ERROR, wire_error_body(ERR_INVAL, "%s", why));
+	{
+		cJSON *e = wire_error_body(ERR_INVAL, "%s", why);
+		/* The agent stops what it runs: its tasks were moved when
+		 * it was removed, so every copy it has is stale. */
+		if (rv)
+			cJSON_AddBoolToObject(e, "revoked", true);
+		out_reply(m, m->agents, peer, WIRE_ERROR, e);
+	}
 	return false;
 }
 
@@ -826,9 +833,10 @@ void agents_tick(struct master *m)
  * token, also after a master restart), the node stops being schedulable,
  * and its work moves as when a node is lost (reschedule: decides).  The
  * record stays, listed as "removed": the node's name may join again, with
- * a new agent key and a valid join token.  Containers the removed agent
- * still runs are not its master's any more: if the host joins again, it
- * lists them and they are stopped as stale copies.
+ * a new agent key and a valid join token.  The removed agent's next
+ * message is refused with "revoked": it kills what it runs (stale copies
+ * now); if it had been down, the host lists them when it joins again and
+ * they are killed then.
  */
 uint32_t agents_remove(struct master *m, struct node *n)
 {

@@ -37,9 +37,9 @@ int cmd_nodes_remove(int argc, char **argv)
 	if (already)
 		printf("node %s was removed already\n", str(r, "node"));
 	else
-		printf("node %s removed: its agent key is revoked; %.0f tasks moved as for a lost "
-		       "node\n",
-		       str(r, "node"), num(r, "tasks_moved"));
+		printf("node %s removed: its agent key is revoked; %.0f task%s moved as for a "
+		       "lost node\n",
+		       str(r, "node"), num(r, "tasks_moved"), num(r, "tasks_moved") == 1 ? "" : "s");
 	if (insecure && !already)
 		printf("note: this master runs --insecure and has no agent keys: a running agent "
 		       "named %s registers again\n",

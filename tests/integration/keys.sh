@@ -61,7 +61,7 @@ mlctl submit --wait "$T/mover.yaml" >/dev/null
 check "mover runs on a2" [ "$(mlctl -o json status mover | jq -r '.state + "/" + .tasks[0].node')" = running/a2 ]
 mlctl uncordon a1 >/dev/null
 out=$(mlctl nodes remove a2)
-check "nodes remove answers ($out)" grep -q "node a2 removed: its agent key is revoked; 1 tasks moved" <<<"$out"
+check "nodes remove answers ($out)" grep -q "node a2 removed: its agent key is revoked; 1 task moved" <<<"$out"
 check "a2 is listed as removed" [ "$(mlctl -o json nodes | jq -r '.[] | select(.name == "a2") | .state')" = removed ]
 check "mlctl nodes shows removed" grep -q "^a2 *removed" <<<"$(mlctl nodes)"
 check "a2's key is gone from its record" [ "$(mlctl -o json nodes | jq -r '.[] | select(.name == "a2") | .pubkey // "none"')" = none ]
@@ -70,6 +70,11 @@ check "its task is rescheduled to a1" wait_for 10 moved
 check "the reason names the removal" grep -q "node a2 removed" <<<"$(mlctl status mover)"
 check "a2's next message is refused, logged" wait_for 5 grep -q "node=a2 refused: this agent's key was revoked" "$T/master.log"
 check "the agent is told" wait_for 5 grep -q "the master refuses this agent: this agent's key was revoked" "$T/agent-a2.log"
+# Its copy of mover is stale now (the task runs on a1): the agent, told it
+# is revoked, kills it at once.
+no_containers() { [ -z "$(runc --root "$T/agent-a2/runc" list -q)" ]; }
+check "the removed agent kills its stale copy" wait_for 5 no_containers
+check "and says why" grep -q "killed at once: this agent's key was revoked" "$T/agent-a2.log"
 # The agent re-sends its (valid) join token after a refusal: still refused.
 sleep 0.6
 check "a2 stays removed although it shows a valid token" [ "$(mlctl -o json nodes | jq -r '.[] | select(.name == "a2") | .state')" = removed ]
@@ -93,9 +98,6 @@ rm "$T/agent-a2/agent.key"
 start_agent a2 --gpus 1x16G || exit 1
 check "a2 joins again with a new key and the current token" node_ready a2
 check "the master says so" grep -q "node=a2 joins again after its removal" "$T/master.log"
-# Its agent kept the container of mover's first attempt: a stale copy now.
-no_containers() { [ -z "$(runc --root "$T/agent-a2/runc" list -q)" ]; }
-check "the stale copy left on a2 is killed" wait_for 5 no_containers
 check "mover still runs on a1" moved
 # Removed a second time: both of its keys stay revoked, under any name.
 from2=$(stat -c %s "$T/master.log")
