@@ -369,7 +369,8 @@ static void do_uncordon(struct master *m, const struct net_peer *peer, cJSON *bo
 	}
 	r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "node", n->name);
-	cJSON_AddStringToObject(r, "state", n->state == NODE_READY ? "ready" : "lost");
+	cJSON_AddStringToObject(r, "state",
+				n->removed ? "removed" : n->state == NODE_READY ? "ready" : "lost");
 	out_reply(m, m->ctl, peer, WIRE_OK, r);
 }
 

@@ -145,6 +145,24 @@ check "the remaining admin still works" node_ready a1
 err=$("$MLMASTER" admin revoke ops --state-dir "$T/master" 2>&1)
 check "revoking an unknown admin is an error ($err)" grep -q 'no admin "ops"' <<<"$err"
 
+# ---- nodes remove on an --insecure master ----
+# No keys to revoke: the node is removed and its work moved, but an agent
+# that still runs registers again (logged, and mlctl says so).
+IP=$((CTL_PORT + 4))
+"$MLMASTER" --insecure --state-dir "$T/m3" --listen "tcp://127.0.0.1:$IP" --agent-listen "tcp://127.0.0.1:$((IP + 1))" \
+	--node-timeout 1s >"$T/master-insecure.log" 2>&1 &
+EXTRA_PID[m3]=$!
+"$MLAGENT" --insecure --master "tcp://127.0.0.1:$((IP + 1))" --name i1 --state-dir "$T/agent-i1" --heartbeat 200ms \
+	--ports "$((${MLS_PORT_BASE:-12000} + 1700))-$((${MLS_PORT_BASE:-12000} + 1799))" >"$T/agent-i1.log" 2>&1 &
+AGENT_PID[i1]=$!
+ictl() { MLSCHED_KEY= "$MLCTL_BIN" --master "tcp://127.0.0.1:$IP" --timeout 5s "$@"; }
+i1_state() { [ "$(ictl -o json nodes | jq -r '.[] | select(.name == "i1") | .state')" = "$1" ]; }
+check "an insecure agent registers" wait_for 10 i1_state ready
+out=$(ictl nodes remove i1)
+check "remove warns that it comes back" grep -q "has no agent keys: a running agent named i1 registers again" <<<"$out"
+check "it registers again, logged" wait_for 5 grep -q "node=i1 registers again after its removal (--insecure" "$T/master-insecure.log"
+check "and is ready" wait_for 5 i1_state ready
+
 # ---- key files readable by others ----
 cp -r "$T/master" "$T/m2"
 rm -f "$T/m2/mlmaster.lock"
