@@ -564,7 +564,7 @@ static bool agent_key_ok(struct master *m, struct node *n, const char *name,
 			 rv->name);
 		goto refuse;
 	}
-	keys_refresh(m);
+	keys_refresh(m, KEYS_TOKEN);
 	wire_get_str(body, "join", SEAL_TOKEN_LEN, &join);
 	if (keys_join_ok(m, join, why, sizeof(why))) {
 		/* A node whose agent is alive keeps its key: a second agent

@@ -782,7 +782,7 @@ void api_handle(struct master *m, const struct net_peer *peer, const struct wire
 		cJSON *body)
 {
 	if (!m->cfg.insecure)
-		keys_refresh(m); /* a stat: notices `mlmaster admin add|revoke` */
+		keys_refresh(m, KEYS_ADMINS); /* a stat: notices `mlmaster admin add|revoke` */
 	if (!m->cfg.insecure && !keys_is_admin(m, peer->pk)) {
 		char pk[SEAL_PK_STR_LEN], fp[SEAL_FP_LEN], msg[700];
 		const char *broken = keys_admins_error(m);

@@ -324,7 +324,7 @@ out:
 	return rv;
 }
 
-void keys_refresh(struct master *m)
+void keys_refresh(struct master *m, unsigned which)
 {
 	struct keys_files *kf = m->keyfiles;
 	struct file_id id;
@@ -332,34 +332,40 @@ void keys_refresh(struct master *m)
 
 	if (!kf)
 		return;
-	file_id_of(kf->tok_path, &id);
-	if (!file_id_same(&id, &kf->tok)) {
-		kf->tok = id;
-		if (load_token(m, kf->tok_path, why, sizeof(why)) == 0) {
-			kf->tok_err[0] = '\0';
-			log_info("join token reloaded from %s: only this token admits new agents",
-				 kf->tok_path);
-		} else {
-			/* Fail closed: the old secret must not keep working. */
-			sodium_memzero(m->join_secret, sizeof(m->join_secret));
-			strlcpy_ok(kf->tok_err, why, sizeof(kf->tok_err));
-			log_error("join token not reloaded, new agents are refused until it is "
-				  "fixed: %s",
-				  why);
+	if (which & KEYS_TOKEN) {
+		file_id_of(kf->tok_path, &id);
+		if (!file_id_same(&id, &kf->tok)) {
+			kf->tok = id;
+			if (load_token(m, kf->tok_path, why, sizeof(why)) == 0) {
+				kf->tok_err[0] = '\0';
+				log_info("join token reloaded from %s: only this token admits new "
+					 "agents",
+					 kf->tok_path);
+			} else {
+				/* Fail closed: the old secret must not keep working. */
+				sodium_memzero(m->join_secret, sizeof(m->join_secret));
+				strlcpy_ok(kf->tok_err, why, sizeof(kf->tok_err));
+				log_error("join token not reloaded, new agents are refused until it "
+					  "is fixed: %s",
+					  why);
+			}
 		}
 	}
-	file_id_of(kf->adm_path, &id);
-	if (!file_id_same(&id, &kf->adm)) {
-		kf->adm = id;
-		if (load_admins(m, kf->adm_path, why, sizeof(why)) == 0) {
-			kf->adm_err[0] = '\0';
-			log_info("admin keys reloaded from %s: %zu keys", kf->adm_path, m->nadmins);
-		} else {
-			m->nadmins = 0;
-			strlcpy_ok(kf->adm_err, why, sizeof(kf->adm_err));
-			log_error("admin keys not reloaded, mlctl is refused until the file is "
-				  "fixed: %s",
-				  why);
+	if (which & KEYS_ADMINS) {
+		file_id_of(kf->adm_path, &id);
+		if (!file_id_same(&id, &kf->adm)) {
+			kf->adm = id;
+			if (load_admins(m, kf->adm_path, why, sizeof(why)) == 0) {
+				kf->adm_err[0] = '\0';
+				log_info("admin keys reloaded from %s: %zu keys", kf->adm_path,
+					 m->nadmins);
+			} else {
+				m->nadmins = 0;
+				strlcpy_ok(kf->adm_err, why, sizeof(kf->adm_err));
+				log_error("admin keys not reloaded, mlctl is refused until the file "
+					  "is fixed: %s",
+					  why);
+			}
 		}
 	}
 }

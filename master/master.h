@@ -417,10 +417,12 @@ int keys_token_new(const char *dir, const struct seal_key *mk, char token[SEAL_T
  * m->keyfiles (keys_free frees it). */
 int keys_load(struct master *m, char *why, size_t whylen);
 void keys_free(struct master *m);
-/* Reload join.token and admins when they changed on disk (a stat each);
- * a file that no longer loads fails closed (see keys.c).  No-op without
- * keys (--insecure). */
-void keys_refresh(struct master *m);
+/* Reload join.token (KEYS_TOKEN) and/or admins (KEYS_ADMINS) when they
+ * changed on disk (a stat each); a file that no longer loads fails closed
+ * (see keys.c).  No-op without keys (--insecure). */
+#define KEYS_TOKEN 1u
+#define KEYS_ADMINS 2u
+void keys_refresh(struct master *m, unsigned which);
 /* Does token (may be NULL) carry this master's current join secret?  false
  * with the reason for the agent in why. */
 bool keys_join_ok(const struct master *m, const char *token, char *why, size_t whylen);
