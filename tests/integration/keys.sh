@@ -15,7 +15,7 @@
 # is_err RC WANT PATTERN TEXT: a command exited WANT and said PATTERN.
 is_err() { [ "$1" = "$2" ] && grep -q -- "$3" <<<"$4"; }
 
-start_master --node-timeout 1s || exit 1
+start_master || exit 1
 start_agent a1 --gpus 1x16G || exit 1
 
 # ---- rotate ----
@@ -35,11 +35,11 @@ check "the running master refuses the rotated-away token" \
 check "the master logs the refusal" grep -q "node=old-tok refused: not joined" "$T/master.log"
 check "the master reloaded the token" grep -q "join token reloaded from" "$T/master.log"
 check "old-tok is not a node" [ "$(mlctl -o json nodes | jq '[.[] | select(.name == "old-tok")] | length')" = 0 ]
-kill "${AGENT_PID[old-tok]}"
+kill -9 "${AGENT_PID[old-tok]}"
 
-# a1 joined before the rotation: it keeps heartbeating with its key (the
-# node timeout is 1 s, so a refused a1 would be lost by now).
-sleep 1.5
+# a1 joined before the rotation: it keeps heartbeating with its key (past
+# the node timeout of 3 s: a refused a1 would be lost by now).
+sleep 3.5
 check "a1 (joined before) is still ready" node_ready a1
 check "a1 was never refused" bash -c "! grep -q 'node=a1 refused' '$T/master.log'"
 mlctl run --wait --name after-rotate "$MLS_ROOTFS" -- echo rotated >/dev/null
@@ -87,11 +87,13 @@ check "removing again is not an error" grep -q "was removed already" <<<"$(mlctl
 kill -9 "$MASTER_PID"
 wait "$MASTER_PID" 2>/dev/null
 from=$(stat -c %s "$T/master.log")
-start_master --node-timeout 1s || exit 1
+start_master || exit 1
 check "after a restart a2 is still removed" [ "$(mlctl -o json nodes | jq -r '.[] | select(.name == "a2") | .state')" = removed ]
 check "and its key still refused" wait_for 5 master_says "$from" "node=a2 refused: this agent's key was revoked"
 # Joining again: a new agent key (delete agent.key) and a valid token.
-kill "${AGENT_PID[a2]}"
+# (kill -9: a SIGTERM racing a request in flight once left an nng message
+# that LeakSanitizer reported at exit; clean shutdown is not tested here.)
+kill -9 "${AGENT_PID[a2]}"
 wait "${AGENT_PID[a2]}" 2>/dev/null
 cp -p "$T/agent-a2/agent.key" "$T/a2-first.key"
 rm "$T/agent-a2/agent.key"
@@ -112,7 +114,7 @@ check "the first revoked key is refused under another name, with a valid token" 
 	wait_for 5 grep -q "the master refuses this agent: this agent's key was revoked (mlctl nodes remove a2)" "$T/agent-other.log"
 check "the second one too" wait_for 5 master_says "$from2" "node=a2 refused: this agent's key was revoked"
 check "other is not a node" [ "$(mlctl -o json nodes | jq '[.[] | select(.name == "other")] | length')" = 0 ]
-kill "${AGENT_PID[other]}"
+kill -9 "${AGENT_PID[other]}"
 
 # ---- admin keys ----
 add_out=$("$MLMASTER" admin add ops --state-dir "$T/master" 2>"$T/admin-add.err")
@@ -150,7 +152,7 @@ check "revoking an unknown admin is an error ($err)" grep -q 'no admin "ops"' <<
 # that still runs registers again (logged, and mlctl says so).
 IP=$((CTL_PORT + 4))
 "$MLMASTER" --insecure --state-dir "$T/m3" --listen "tcp://127.0.0.1:$IP" --agent-listen "tcp://127.0.0.1:$((IP + 1))" \
-	--node-timeout 1s >"$T/master-insecure.log" 2>&1 &
+	>"$T/master-insecure.log" 2>&1 &
 EXTRA_PID[m3]=$!
 "$MLAGENT" --insecure --master "tcp://127.0.0.1:$((IP + 1))" --name i1 --state-dir "$T/agent-i1" --heartbeat 200ms \
 	--ports "$((${MLS_PORT_BASE:-12000} + 1700))-$((${MLS_PORT_BASE:-12000} + 1799))" >"$T/agent-i1.log" 2>&1 &
