@@ -447,6 +447,21 @@ void session_closed(struct agent *a)
 		switch_master(a, NULL, "closed the connection");
 }
 
+/*
+ * The master revoked this agent's key (mlctl nodes remove) and moved its
+ * tasks elsewhere: every container here is a stale copy, killed at once
+ * as the master would order for a stale copy.  A stop already under way is
+ * only cut short.
+ */
+static void stop_all_revoked(struct agent *a)
+{
+	for (struct atask *t = a->tasks; t; t = t->next)
+		if (!t->killed)
+			task_stop(a, t->job, t->idx, t->attempt, 0,
+				  "this agent's key was revoked (mlctl nodes remove): its tasks "
+				  "run elsewhere now");
+}
+
 /* A follower's refusal: true when it was one (and the session moved). */
 static bool not_leader(struct agent *a, const cJSON *body)
 {
@@ -510,11 +525,17 @@ void session_receive(struct agent *a)
 			handle_orders(a, body);
 		} else if (h.type == WIRE_ERROR) {
 			const char *msg = "?";
-			wire_get_str(body, "message", 200, &msg);
-			if (strcmp(msg, a->last_error) != 0)
+			char cut[sizeof(a->last_error)];
+			bool revoked = false;
+			wire_get_str(body, "message", WIRE_MAX_STR, &msg);
+			/* Compared as kept, so a long reason is logged once. */
+			strlcpy_ok(cut, msg, sizeof(cut));
+			if (strcmp(cut, a->last_error) != 0)
 				log_error("the master refuses this agent: %s", msg);
 			strlcpy_ok(a->last_error, msg, sizeof(a->last_error));
 			a->joined = false;
+			if (wire_get_bool(body, "revoked", &revoked) == 0 && revoked)
+				stop_all_revoked(a);
 		} else
 			log_warn("unexpected %s message from the master", wire_type_str(h.type));
 		cJSON_Delete(body);

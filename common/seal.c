@@ -45,6 +45,8 @@
 
 _Static_assert(SEAL_PK_STR_LEN == sodium_base64_ENCODED_LEN(32, B64_VARIANT),
 	       "SEAL_PK_STR_LEN must fit 32 bytes of base64url");
+_Static_assert(SEAL_FP_LEN == 7 + SEAL_PK_STR_LEN && crypto_hash_sha256_BYTES == 32,
+	       "SEAL_FP_LEN must fit SHA256: and 32 bytes of base64url");
 _Static_assert(SEAL_TOKEN_LEN == TOKEN_PREFIX_LEN + B64_32_LEN + 1 + B64_32_LEN + 1,
 	       "SEAL_TOKEN_LEN must fit a token");
 _Static_assert(crypto_box_PUBLICKEYBYTES == 32 && crypto_box_SECRETKEYBYTES == 32 &&
@@ -396,6 +398,15 @@ int seal_pk_parse(const char *s, uint8_t pk[32])
 	if (!s)
 		return ERR_INVAL;
 	return b64_decode32(s, strnlen(s, B64_32_LEN + 1), pk);
+}
+
+void seal_fingerprint(const uint8_t pk[32], char out[SEAL_FP_LEN])
+{
+	uint8_t h[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256(h, pk, 32);
+	memcpy(out, "SHA256:", 7);
+	b64_encode32(h, out + 7);
 }
 
 /* ---- join tokens ---- */

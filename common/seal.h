@@ -134,6 +134,15 @@ void seal_pk_str(const uint8_t pk[32], char out[SEAL_PK_STR_LEN]);
 /* Parse exactly 43 canonical base64url characters.  0 or ERR_INVAL. */
 int seal_pk_parse(const char *s, uint8_t pk[32]);
 
+/* "SHA256:" + 43 base64url characters (no padding), plus the NUL. */
+#define SEAL_FP_LEN 51
+/*
+ * A public key's fingerprint, as people compare keys (ssh style): "SHA256:"
+ * and the base64url SHA-256 of the 32 key bytes.  `mlmaster admin list` and
+ * the master's refusals show it.  Always succeeds.
+ */
+void seal_fingerprint(const uint8_t pk[32], char out[SEAL_FP_LEN]);
+
 /* Fill secret with random bytes (a new join secret).  0 or ERR_SYS. */
 int seal_secret_generate(uint8_t secret[SEAL_SECRET_LEN]);
 /* Constant-time comparison of two SEAL_SECRET_LEN-byte secrets. */

@@ -55,6 +55,7 @@ static const struct wire_type_info {
     {WIRE_ERROR, "error", {{"code", F_NUMBER}, {"message", F_STRING}}},
     {WIRE_SYNC, "sync", {{"node", F_STRING}, {"ack", F_NUMBER}}},
     {WIRE_ORDERS, "orders", {{"ack", F_NUMBER}, {"orders", F_ARRAY}}},
+    {WIRE_NODE_REMOVE, "node-remove", {{"node", F_STRING}}},
 };
 
 static const struct wire_type_info *type_info(uint16_t type)

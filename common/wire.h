@@ -56,6 +56,8 @@ enum wire_type {
 	/* agent <-> master */
 	WIRE_SYNC = 32,   /* agent -> master: {node, capacity, util, ack, events[], tasks[]} */
 	WIRE_ORDERS = 33, /* master -> agent: {ack, orders[]} */
+	/* mlctl -> master, key management (40+) */
+	WIRE_NODE_REMOVE = 40, /* {node} -> {node, state: "removed", tasks_moved, already} */
 };
 
 struct wire_hdr {

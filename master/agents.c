@@ -524,44 +524,82 @@ static void reconcile(struct master *m, struct node *n, const cJSON *tasks)
 	free(ts);
 }
 
+/* Was pk revoked by `mlctl nodes remove` (of any node: the key is out, not
+ * just the name)?  The node it belonged to, or NULL.  Only join attempts
+ * (keys the master does not know for the name) get here, so the walk is
+ * not on the heartbeat path. */
+static struct node *revoked_by(struct master *m, const uint8_t *pk)
+{
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct node *o = m->nodes[i];
+		for (uint32_t k = 0; k < o->nrevoked; k++)
+			if (sodium_memcmp(o->revoked[k], pk, SEAL_PK_LEN) == 0)
+				return o;
+	}
+	return NULL;
+}
+
 /*
  * A sealed SYNC proves which key sent it.  A node already joined must use
  * its recorded key; a new node, or one whose agent has a new key, must show
- * the join secret.  On refusal the agent gets an error it logs.
+ * the current join secret (join.token is re-read when it changed, so a
+ * rotated-away token is refused at once).  A key revoked by `mlctl nodes
+ * remove` is refused whatever it shows.  On refusal the agent gets an error
+ * it logs.
  */
 static bool agent_key_ok(struct master *m, struct node *n, const char *name,
 			 const struct net_peer *peer, const cJSON *body)
 {
 	const char *join = NULL;
-	uint8_t pk[SEAL_PK_LEN], secret[SEAL_SECRET_LEN];
-	const char *why;
+	struct node *rv = NULL;
+	char why[512];
 
 	if (n && n->has_pk && sodium_memcmp(n->pk, peer->pk, SEAL_PK_LEN) == 0)
 		return true;
-	if (wire_get_str(body, "join", SEAL_TOKEN_LEN, &join) == 0 &&
-	    seal_token_parse(join, pk, secret) == 0 && seal_secret_equal(secret, m->join_secret) &&
-	    sodium_memcmp(pk, m->key.pk, SEAL_PK_LEN) == 0) {
+	if ((rv = revoked_by(m, peer->pk))) {
+		snprintf(why, sizeof(why),
+			 "this agent's key was revoked (mlctl nodes remove %s); to join again, "
+			 "delete agent.key in the agent's --state-dir (a new key is made) and "
+			 "start it with a valid join token",
+			 rv->name);
+		goto refuse;
+	}
+	keys_refresh(m, KEYS_TOKEN);
+	wire_get_str(body, "join", SEAL_TOKEN_LEN, &join);
+	if (keys_join_ok(m, join, why, sizeof(why))) {
 		/* A node whose agent is alive keeps its key: a second agent
 		 * with the same name (a copied config, a twin host name) must
 		 * not take it over.  Once the node is silent past the node
 		 * timeout, a new agent key may join under its name. */
 		if (n && n->has_pk && n->state == NODE_READY && n->confirmed &&
 		    now_ms() - n->last_seen <= m->cfg.node_timeout_ms) {
-			why = "this node name is in use by another agent that is alive; give this "
-			      "agent another --name";
+			snprintf(why, sizeof(why),
+				 "this node name is in use by another agent that is alive; give "
+				 "this agent another --name");
 			goto refuse;
 		}
-		if (n && n->has_pk)
+		if (n && n->removed) {
+			log_warn("node=%s joins again after its removal, with a new key", name);
+			n->removed = false;
+			n->dirty = true;
+		} else if (n && n->has_pk) {
 			log_warn("node=%s joined again with a new key", name);
+		}
 		return true;
 	}
-	why = n && n->has_pk ? "this node name is registered with another agent key; join again "
-			       "with the current token"
-			     : "not joined: start mlagent with --join and the token from "
-			       "`mlmaster token`";
+	if (n && n->has_pk)
+		snprintf(why, sizeof(why), "this node name is registered with another agent key; "
+					   "join again with the current token");
 refuse:
 	log_warn("node=%s refused: %s", name, why);
-	out_reply(m, m->agents, peer, WIRE_ERROR, wire_error_body(ERR_INVAL, "%s", why));
+	{
+		cJSON *e = wire_error_body(ERR_INVAL, "%s", why);
+		/* The agent stops what it runs: its tasks were moved when
+		 * it was removed, so every copy it has is stale. */
+		if (rv)
+			cJSON_AddBoolToObject(e, "revoked", true);
+		out_reply(m, m->agents, peer, WIRE_ERROR, e);
+	}
 	return false;
 }
 
@@ -593,6 +631,15 @@ void agents_handle(struct master *m, const struct net_peer *peer, const struct w
 	if (!n) {
 		n = node_add(m, name);
 		log_info("node=%s registered", name);
+	}
+	if (n->removed && m->cfg.insecure) {
+		/* No keys to revoke: a removed node whose agent still runs
+		 * comes back as it registers. */
+		n->removed = false;
+		n->dirty = true;
+		log_warn("node=%s registers again after its removal (--insecure: no agent key "
+			 "to revoke)",
+			 name);
 	}
 	if (!m->cfg.insecure && (!n->has_pk || sodium_memcmp(n->pk, peer->pk, SEAL_PK_LEN))) {
 		memcpy(n->pk, peer->pk, SEAL_PK_LEN);
@@ -683,7 +730,7 @@ void agents_closed(struct master *m, uint32_t pipe)
  * and come back with it.  Out of reschedules, the tasks are lost and the
  * restart policy decides, as for any failure.
  */
-static void lose_tasks(struct master *m, struct node *n)
+static void lose_tasks(struct master *m, struct node *n, const char *what)
 {
 	uint32_t nt, njobs = 0;
 	struct node_task *ts = node_tasks_copy(n, &nt);
@@ -709,7 +756,7 @@ static void lose_tasks(struct master *m, struct node *n)
 			if (task_terminal(t->state) || t->state == TASK_NONE ||
 			    strcmp(t->node, n->name) != 0)
 				continue;
-			snprintf(t->reason, sizeof(t->reason), "node %s lost", n->name);
+			snprintf(t->reason, sizeof(t->reason), "node %s %s", n->name, what);
 			if (t->stop_sent) {
 				task_finish(m, j, t, TASK_KILLED);
 				continue;
@@ -723,10 +770,11 @@ static void lose_tasks(struct master *m, struct node *n)
 		if (moved) {
 			j->reschedules++;
 			m->stats.reschedules++;
-			snprintf(j->last_reschedule, sizeof(j->last_reschedule), "node %s lost",
-				 n->name);
-			log_info("job=%" PRIu64 " name=%s reschedule %u of %u: node %s lost", j->id,
-				 j->spec->name, j->reschedules, j->spec->reschedule_max, n->name);
+			snprintf(j->last_reschedule, sizeof(j->last_reschedule), "node %s %s",
+				 n->name, what);
+			log_info("job=%" PRIu64 " name=%s reschedule %u of %u: node %s %s", j->id,
+				 j->spec->name, j->reschedules, j->spec->reschedule_max, n->name,
+				 what);
 			if (j->spec->kind == SPEC_TRAIN) {
 				for (uint32_t x = 0; x < j->ntasks; x++) {
 					struct task *o = &j->tasks[x];
@@ -768,7 +816,7 @@ void agents_tick(struct master *m)
 			else
 				log_warn("node=%s lost: no heartbeat for %" PRIu64 " ms", n->name,
 					 now - n->last_seen);
-			lose_tasks(m, n);
+			lose_tasks(m, n, "lost");
 			/* Orders for a lost node are moot; if it comes back it
 			 * lists what it runs and we stop the strays then. */
 			cJSON_Delete(n->orders);
@@ -777,4 +825,49 @@ void agents_tick(struct master *m)
 		if (n->state == NODE_READY && n->poll_held && cJSON_GetArraySize(n->orders) > 0)
 			reply_poll(m, n);
 	}
+}
+
+/*
+ * mlctl nodes remove.  The agent key is revoked (kept in the node's record
+ * among its revoked keys, so that it is refused under any name, even with a valid
+ * token, also after a master restart), the node stops being schedulable,
+ * and its work moves as when a node is lost (reschedule: decides).  The
+ * record stays, listed as "removed": the node's name may join again, with
+ * a new agent key and a valid join token.  The removed agent's next
+ * message is refused with "revoked": it kills what it runs (stale copies
+ * now); if it had been down, the host lists them when it joins again and
+ * they are killed then.
+ */
+uint32_t agents_remove(struct master *m, struct node *n)
+{
+	uint32_t live = n->ntasks;
+
+	if (n->has_pk) {
+		node_revoke_key(n, n->pk);
+		n->has_pk = false;
+		sodium_memzero(n->pk, sizeof(n->pk));
+	}
+	n->removed = true;
+	n->dirty = true;
+	n->poll_held = false;
+	n->closed_at = 0;
+	if (n->state == NODE_READY) {
+		n->state = NODE_LOST;
+		sched_node_state(m, n);
+	}
+	lose_tasks(m, n, "removed");
+	cJSON_Delete(n->orders);
+	n->orders = cJSON_CreateArray();
+	return live;
+}
+
+void node_revoke_key(struct node *n, const uint8_t *pk)
+{
+	if (!n->revoked)
+		n->revoked = xcalloc(NODE_REVOKED_MAX, SEAL_PK_LEN);
+	if (n->nrevoked == NODE_REVOKED_MAX) {
+		memmove(n->revoked[0], n->revoked[1], (NODE_REVOKED_MAX - 1) * SEAL_PK_LEN);
+		n->nrevoked--;
+	}
+	memcpy(n->revoked[n->nrevoked++], pk, SEAL_PK_LEN);
 }

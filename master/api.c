@@ -325,6 +325,35 @@ static void do_drain(struct master *m, const struct net_peer *peer, cJSON *body)
 	out_reply(m, m->ctl, peer, WIRE_OK, r);
 }
 
+/*
+ * mlctl nodes remove NODE: revoke the node's agent key and move its work
+ * (agents_remove).  Removing a removed node again is not an error.
+ */
+static void do_node_remove(struct master *m, const struct net_peer *peer, cJSON *body)
+{
+	struct node *n = node_or_reply(m, peer, body);
+	bool already;
+	uint32_t moved = 0;
+	cJSON *r;
+
+	if (!n)
+		return;
+	already = n->removed;
+	if (!already) {
+		moved = agents_remove(m, n);
+		log_warn("node=%s removed by %s: its agent key is revoked, %u live tasks moved "
+			 "as for a lost node",
+			 n->name, m->cfg.insecure ? "an unsealed client" : "an admin", moved);
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "node", n->name);
+	cJSON_AddStringToObject(r, "state", "removed");
+	cJSON_AddNumberToObject(r, "tasks_moved", moved);
+	cJSON_AddBoolToObject(r, "already", already);
+	cJSON_AddBoolToObject(r, "insecure", m->cfg.insecure);
+	out_reply(m, m->ctl, peer, WIRE_OK, r);
+}
+
 static void do_uncordon(struct master *m, const struct net_peer *peer, cJSON *body)
 {
 	struct node *n = node_or_reply(m, peer, body);
@@ -340,7 +369,8 @@ static void do_uncordon(struct master *m, const struct net_peer *peer, cJSON *bo
 	}
 	r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "node", n->name);
-	cJSON_AddStringToObject(r, "state", n->state == NODE_READY ? "ready" : "lost");
+	cJSON_AddStringToObject(r, "state",
+				n->removed ? "removed" : n->state == NODE_READY ? "ready" : "lost");
 	out_reply(m, m->ctl, peer, WIRE_OK, r);
 }
 
@@ -751,11 +781,22 @@ static void do_pools(struct master *m, const struct net_peer *peer, cJSON *body)
 void api_handle(struct master *m, const struct net_peer *peer, const struct wire_hdr *h,
 		cJSON *body)
 {
+	if (!m->cfg.insecure)
+		keys_refresh(m, KEYS_ADMINS); /* a stat: notices `mlmaster admin add|revoke` */
 	if (!m->cfg.insecure && !keys_is_admin(m, peer->pk)) {
-		char pk[SEAL_PK_STR_LEN], msg[160];
+		char pk[SEAL_PK_STR_LEN], fp[SEAL_FP_LEN], msg[700];
+		const char *broken = keys_admins_error(m);
 		seal_pk_str(peer->pk, pk);
-		snprintf(msg, sizeof(msg), "key %s is not listed in %s/admins", pk,
-			 m->cfg.state_dir);
+		seal_fingerprint(peer->pk, fp);
+		if (broken)
+			snprintf(msg, sizeof(msg),
+				 "key %s (%s) is refused: the master cannot load its admin keys: %s",
+				 pk, fp, broken);
+		else
+			snprintf(msg, sizeof(msg),
+				 "key %s (%s) is not listed in %s/admins: not an admin of this "
+				 "master, or revoked (mlmaster admin list shows the admins)",
+				 pk, fp, m->cfg.state_dir);
 		log_warn("client request refused: %s", msg);
 		reply_err(m, peer, ERR_INVAL, msg);
 		return;
@@ -784,6 +825,9 @@ void api_handle(struct master *m, const struct net_peer *peer, const struct wire
 		break;
 	case WIRE_UNCORDON:
 		do_uncordon(m, peer, body);
+		break;
+	case WIRE_NODE_REMOVE:
+		do_node_remove(m, peer, body);
 		break;
 	case WIRE_ENDPOINTS:
 		do_endpoints(m, peer, body);

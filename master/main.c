@@ -156,6 +156,7 @@ int main(int argc, char **argv)
 	uint8_t rnd[8];
 	int nargs, rv, sfd, ctl_fd, ag_fd, closed_fd;
 	sigset_t sigs;
+	bool rotate = false;
 	const struct opt tab[] = {
 		{"state-dir", OPT_STR, "/var/lib/mlsched/master", "state folder (store, lock)",
 		 &m.cfg.state_dir},
@@ -197,6 +198,9 @@ int main(int argc, char **argv)
 		{"pools", OPT_STR, NULL,
 		 "node pools file (YAML): costs, and cloud pools the master bursts into",
 		 &m.cfg.pools_file},
+		{"rotate", OPT_BOOL, NULL,
+		 "with `token`: make a new join token (the old one stops admitting agents)",
+		 &rotate},
 		{"log-level", OPT_STR, "info", "error, warn, info or debug", &level},
 		{"debug", OPT_STR, "all", "debug subsystems: sched,runc,store,wire or all", &debug},
 		{NULL, 0, NULL, NULL, NULL},
@@ -205,10 +209,14 @@ int main(int argc, char **argv)
 	unsigned subs;
 
 	rv = opt_parse(tab, argc, argv, &nargs, "mlmaster",
-		       "[init | token] [--state-dir DIR] [--insecure] [OPTIONS]\n"
+		       "[init | token [--rotate] | admin add|list|revoke [NAME]] [--state-dir DIR]\n"
+		       "       [--insecure] [OPTIONS]\n"
 		       "  init   create the master's keys, the join token and an admin key\n"
 		       "         for mlctl in --state-dir (keeps what exists), print the token\n"
-		       "  token  print the join token agents need (mlagent --join TOKEN)",
+		       "  token  print the join token agents need (mlagent --join TOKEN);\n"
+		       "         --rotate makes a new one: the old one admits no new agents\n"
+		       "  admin  add NAME: a new mlctl key; list: names and fingerprints;\n"
+		       "         revoke NAME: mlctl with that key is refused",
 		       err, sizeof(err));
 	if (rv == 1)
 		return 0;
@@ -216,28 +224,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mlmaster: %s\n", err);
 		return 2;
 	}
-	if (nargs == 1 && (strcmp(argv[0], "init") == 0 || strcmp(argv[0], "token") == 0)) {
-		if (strcmp(argv[0], "token") == 0) {
-			char *p = xasprintf("%s/join.token", m.cfg.state_dir), *t;
-			size_t len;
-			if (file_read(p, 4096, &t, &len) != 0) {
-				fprintf(stderr, "mlmaster: cannot read %s: run mlmaster init\n", p);
-				return 1;
-			}
-			fputs(t, stdout);
-			free(t);
-			free(p);
-			return 0;
-		}
-		if (sodium_init() < 0 || keys_init(m.cfg.state_dir, true, err, sizeof(err)) != 0) {
-			fprintf(stderr, "mlmaster init: %s\n", err);
-			return 1;
-		}
-		fprintf(stderr,
-			"mlmaster: keys in %s; start agents with --join followed by the token "
-			"above; mlctl uses %s/admin.key (or MLSCHED_KEY)\n",
-			m.cfg.state_dir, m.cfg.state_dir);
-		return 0;
+	if (nargs >= 1 && keys_is_command(argv[0]))
+		return keys_command(m.cfg.state_dir, nargs, argv, rotate);
+	if (rotate) {
+		fprintf(stderr, "mlmaster: --rotate goes with `mlmaster token` only\n");
+		return 2;
 	}
 	if (nargs > 0) {
 		fprintf(stderr, "mlmaster: unexpected argument \"%s\" (see mlmaster --help)\n",
@@ -388,6 +379,7 @@ int main(int argc, char **argv)
 	sched_free(m.core);
 	pools_free(m.pools);
 	seal_ctx_free(m.seal);
+	keys_free(&m);
 	free(m.admins);
 	free(store_uri);
 	return 0;

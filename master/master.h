@@ -31,6 +31,7 @@
 #define REASON_MAX 256
 #define LOG_CHUNK_MAX (64 * 1024)
 #define TASK_RUNS_KEPT 8 /* attempts whose node a task remembers */
+#define NODE_REVOKED_MAX 16 /* revoked agent keys a node record keeps */
 
 enum job_state { JOB_PENDING = 0, JOB_PLACING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED };
 enum task_state {
@@ -137,6 +138,13 @@ struct node {
 	uint64_t registered;    /* wall ms */
 	bool has_pk;            /* the agent key that joined as this node */
 	uint8_t pk[SEAL_PK_LEN];
+	/* mlctl nodes remove: the node is out (state lost, listed "removed")
+	 * and the agent keys removed under its name are refused for good
+	 * (agents_remove): owned array, newest last, at most NODE_REVOKED_MAX
+	 * (the oldest goes first). */
+	bool removed;
+	uint8_t (*revoked)[SEAL_PK_LEN];
+	uint32_t nrevoked;
 	bool dirty;
 	/* Session (not stored). */
 	uint64_t last_seen;     /* monotonic ms */
@@ -202,6 +210,7 @@ struct master {
 	uint8_t join_secret[SEAL_SECRET_LEN];
 	uint8_t (*admins)[SEAL_PK_LEN];
 	size_t nadmins;
+	struct keys_files *keyfiles; /* keys.c: the files loaded, to notice changes */
 	struct store *store;
 	struct sched *core;
 	struct pools *pools; /* --pools, NULL without (pools.h) */
@@ -342,6 +351,11 @@ void agents_order_start(struct master *m, struct job *j, struct task *t);
 void agents_order_stop(struct master *m, struct job *j, struct task *t);
 /* Answer held polls that have orders; mark silent nodes lost. */
 void agents_tick(struct master *m);
+/* mlctl nodes remove: revoke n's agent key and move its work away as for a
+ * lost node; returns how many of its tasks were live there. */
+uint32_t agents_remove(struct master *m, struct node *n);
+/* Add pk to n's revoked keys (dropping the oldest beyond NODE_REVOKED_MAX). */
+void node_revoke_key(struct node *n, const uint8_t *pk);
 /* An agent connection closed (pipe id from net_watch_closed). */
 void agents_closed(struct master *m, uint32_t pipe);
 
@@ -395,9 +409,31 @@ int telemetry_gpu_util(const struct node *n, uint32_t index);
 /* Create what is missing of the master's key files in dir (see keys.c);
  * print_token prints the join token. */
 int keys_init(const char *dir, bool print_token, char *why, size_t whylen);
-/* Load the key, join secret and admin list; makes m->seal. */
+/* A new join secret for master key mk in dir/join.token (0600 from the
+ * start, atomic); token gets the token text.  0 or an error with why. */
+int keys_token_new(const char *dir, const struct seal_key *mk, char token[SEAL_TOKEN_LEN],
+		   char *why, size_t whylen);
+/* Load the key, join secret and admin list; makes m->seal and
+ * m->keyfiles (keys_free frees it). */
 int keys_load(struct master *m, char *why, size_t whylen);
+void keys_free(struct master *m);
+/* Reload join.token (KEYS_TOKEN) and/or admins (KEYS_ADMINS) when they
+ * changed on disk (a stat each); a file that no longer loads fails closed
+ * (see keys.c).  No-op without keys (--insecure). */
+#define KEYS_TOKEN 1u
+#define KEYS_ADMINS 2u
+void keys_refresh(struct master *m, unsigned which);
+/* Does token (may be NULL) carry this master's current join secret?  false
+ * with the reason for the agent in why. */
+bool keys_join_ok(const struct master *m, const char *token, char *why, size_t whylen);
+/* Why the admins file could not be reloaded, or NULL when it was. */
+const char *keys_admins_error(const struct master *m);
 bool keys_is_admin(const struct master *m, const uint8_t *pk);
+
+/* keyscmd.c: `mlmaster init | token [--rotate] | admin ...` (files only). */
+bool keys_is_command(const char *verb);
+/* Run the command argv[0..nargs-1] on state folder dir; the exit status. */
+int keys_command(const char *dir, int nargs, char **argv, bool rotate);
 
 /* main.c */
 void out_reply(struct master *m, nng_socket sock, const struct net_peer *peer, uint16_t type,

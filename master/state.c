@@ -755,7 +755,8 @@ cJSON *node_to_json(const struct node *n, bool full)
 	const struct res_node *r = n->sn ? &n->sn->res : &n->cap;
 
 	cJSON_AddStringToObject(o, "name", n->name);
-	cJSON_AddStringToObject(o, "state", n->state == NODE_READY ? "ready" : "lost");
+	cJSON_AddStringToObject(o, "state",
+				n->removed ? "removed" : n->state == NODE_READY ? "ready" : "lost");
 	cJSON_AddBoolToObject(o, "drained", n->drained);
 	if (n->gpu_error[0])
 		cJSON_AddStringToObject(o, "gpu_error", n->gpu_error);
@@ -778,6 +779,16 @@ cJSON *node_to_json(const struct node *n, bool full)
 		char pk[SEAL_PK_STR_LEN];
 		seal_pk_str(n->pk, pk);
 		cJSON_AddStringToObject(o, "pubkey", pk);
+	}
+	if (n->removed)
+		cJSON_AddBoolToObject(o, "removed", true);
+	if (n->nrevoked) {
+		cJSON *rk = cJSON_AddArrayToObject(o, "revoked_pubkeys");
+		for (uint32_t i = 0; i < n->nrevoked; i++) {
+			char pk[SEAL_PK_STR_LEN];
+			seal_pk_str(n->revoked[i], pk);
+			cJSON_AddItemToArray(rk, cJSON_CreateString(pk));
+		}
 	}
 	if (full) {
 		cJSON_AddNumberToObject(o, "cpu_used", r->cpu_used);
@@ -937,6 +948,28 @@ static int load_node(const char *key, const void *val, size_t len, void *arg)
 		    seal_pk_parse(pk, n->pk) == 0)
 			n->has_pk = true;
 	}
+	{
+		const cJSON *rk, *re;
+		uint8_t pk[SEAL_PK_LEN];
+		if (wire_get_array(o, "revoked_pubkeys", NODE_REVOKED_MAX, &rk) == 0)
+			cJSON_ArrayForEach(re, rk)
+			{
+				if (cJSON_IsString(re) && seal_pk_parse(re->valuestring, pk) == 0)
+					node_revoke_key(n, pk);
+				else
+					log_error("store: %s: revoked_pubkeys holds a bad key: "
+						  "ignored",
+						  key);
+			}
+		else if (cJSON_GetObjectItemCaseSensitive(o, "revoked_pubkeys"))
+			log_error("store: %s: revoked_pubkeys is not a list of at most %d keys: "
+				  "ignored",
+				  key, NODE_REVOKED_MAX);
+	}
+	/* Removed (mlctl nodes remove): out until a new key joins. */
+	wire_get_bool(o, "removed", &n->removed);
+	if (n->removed)
+		n->state = NODE_LOST;
 	{
 		const char *addr = "";
 		wire_get_str(o, "address", sizeof(n->address) - 1, &addr);
@@ -1277,6 +1310,7 @@ void state_reset(struct master *m)
 		cJSON_Delete(n->orders);
 		cJSON_Delete(n->gpu_util);
 		free(n->tasks);
+		free(n->revoked);
 		free(n);
 	}
 	free(m->by_name);

@@ -96,6 +96,7 @@ static const char usage_main[] =
 	"  logs [-f] JOB[/TASK]    print a task's output (-f: follow to the end)\n"
 	"  cancel JOB              stop a job's tasks\n"
 	"  nodes                   list agents and their resources\n"
+	"  nodes remove NODE       revoke NODE's agent key, move its tasks away\n"
 	"  drain [--evict] NODE    no new tasks on NODE (--evict: requeue its tasks)\n"
 	"  uncordon NODE           let NODE take tasks again\n"
 	"  endpoints JOB           a serve job's healthy serving host:port list\n"
@@ -702,13 +703,16 @@ static int cmd_cancel(int argc, char **argv)
 	return 0;
 }
 
-static const char usage_nodes[] = "usage: mlctl [-o json] nodes\n"
-				  "List agents: state, free/total GPUs, CPU and memory.\n";
+static const char usage_nodes[] = "usage: mlctl [-o json] nodes [remove NODE]\n"
+				  "List agents: state, free/total GPUs, CPU and memory.\n"
+				  "remove NODE: revoke its agent key, move its tasks away.\n";
 
 static int cmd_nodes(int argc, char **argv)
 {
 	cJSON *r, *ns, *n;
 
+	if (argc > 1 && strcmp(argv[1], "remove") == 0)
+		return cmd_nodes_remove(argc - 1, argv + 1);
 	verb_help(argc, argv, usage_nodes);
 	if (argc > 1)
 		die(2, "nodes: unexpected argument \"%s\"", argv[1]);
@@ -761,7 +765,10 @@ static int cmd_nodes(int argc, char **argv)
 		if (gn)
 			snprintf(gpct, sizeof(gpct), "%.0f", gsum / gn);
 		printf("%-16s %-8s %9s %13s %17s %5.0f %5s  %s\n", str(n, "name"),
-		       drained ? "drained" : *str(n, "gpu_error") ? "gpu-err" : str(n, "state"),
+		       strcmp(str(n, "state"), "removed") == 0 ? "removed"
+		       : drained			       ? "drained"
+		       : *str(n, "gpu_error")		       ? "gpu-err"
+							       : str(n, "state"),
 		       gpus, cpus, mem, num(n, "util_cpu_pct"), gpct, labels);
 		if (*str(n, "gpu_error"))
 			printf("  unschedulable: %s\n", str(n, "gpu_error"));

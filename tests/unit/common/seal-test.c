@@ -407,6 +407,23 @@ static void test_b64_alphabet(void **state)
 	}
 }
 
+/* Fingerprints: SHA-256 of the key bytes, base64url, "SHA256:" in front
+ * (the expected values computed independently with Python's hashlib). */
+static void test_fingerprint(void **state)
+{
+	uint8_t pk[32];
+	char fp[SEAL_FP_LEN];
+
+	(void)state;
+	memset(pk, 0, sizeof(pk));
+	seal_fingerprint(pk, fp);
+	assert_string_equal(fp, "SHA256:Zmh6rfhivXdsj8GLjp-OIAiXFIVu4jOzkCpZHQ1fKSU");
+	assert_int_equal(strlen(fp), SEAL_FP_LEN - 1);
+	memset(pk, 0xff, sizeof(pk));
+	seal_fingerprint(pk, fp);
+	assert_string_equal(fp, "SHA256:r5YTdg9yY1-9tEpaCmPDnxKvMPlQpu5clxvhiOicQFE");
+}
+
 static void test_token(void **state)
 {
 	uint8_t mpk[32], sec[SEAL_SECRET_LEN], gpk[32], gsec[SEAL_SECRET_LEN];
@@ -1061,6 +1078,7 @@ int main(void)
 	    cmocka_unit_test(test_key_roundtrip),
 	    cmocka_unit_test(test_key_missing_and_bad_dir),
 	    cmocka_unit_test(test_key_permissions),
+	    cmocka_unit_test(test_fingerprint),
 	    cmocka_unit_test(test_key_corrupt),
 	    cmocka_unit_test(test_key_load_or_create),
 	    cmocka_unit_test(test_pk_str),

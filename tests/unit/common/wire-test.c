@@ -323,6 +323,13 @@ static void test_bad_header(void **state)
 	assert_string_equal(wire_type_str(WIRE_SCALE), "scale");
 	assert_string_equal(wire_type_str(WIRE_ROLLOUT), "rollout");
 	assert_string_equal(wire_type_str(WIRE_ROLLBACK), "rollback");
+	/* Key management: mlctl nodes remove. */
+	assert_true(wire_type_known(WIRE_NODE_REMOVE));
+	assert_string_equal(wire_type_str(WIRE_NODE_REMOVE), "node-remove");
+	assert_int_equal(decode_text(WIRE_NODE_REMOVE, "{}", &body, why), ERR_PROTO);
+	assert_non_null(strstr(why, "field 'node' missing"));
+	assert_int_equal(decode_text(WIRE_NODE_REMOVE, "{\"node\":\"a1\"}", &body, why), 0);
+	cJSON_Delete(body);
 	assert_string_equal(wire_type_str(WIRE_HISTORY), "history");
 
 	/* why may be NULL. */
