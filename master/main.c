@@ -375,6 +375,7 @@ int main(int argc, char **argv)
 	telemetry_stop(&m);
 	nng_close(m.ctl);
 	nng_close(m.agents);
+	nng_fini(); /* what nng's threads still hold (replies in flight) */
 	store_close(m.store);
 	sched_free(m.core);
 	pools_free(m.pools);
