@@ -124,7 +124,7 @@ static int unpack_spawn(struct agent *a, struct image_unpack *u, const char *pat
 	    (e = posix_spawn_file_actions_adddup2(&fa, logfd, 2)) != 0)
 		goto spawn_fail;
 	attr_ok = true;
-	if ((e = proc_spawnattr(&attr)) != 0)
+	if ((e = proc_spawnattr(&attr, false)) != 0)
 		goto spawn_fail;
 	if ((e = posix_spawnp(&u->pid, argv[0], &fa, &attr, (char *const *)argv, environ)) != 0)
 		goto spawn_fail;

@@ -356,7 +356,7 @@ static int spawn_exec(struct probe *p)
 			return errno;
 	}
 	posix_spawn_file_actions_init(&fa);
-	if ((e = proc_spawnattr(&attr)) == 0 &&
+	if ((e = proc_spawnattr(&attr, false)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 0)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 1)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 2)) == 0)

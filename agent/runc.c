@@ -543,7 +543,7 @@ static int spawn_wait(const char *const argv[], int out_fd, struct capture *out,
 	attr_ok = true;
 	/* The agent may block or ignore signals in its own threads; the child
 	 * starts clean. */
-	if ((e = proc_spawnattr(&attr)) != 0)
+	if ((e = proc_spawnattr(&attr, false)) != 0)
 		goto fail_errno;
 
 	e = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
@@ -967,22 +967,4 @@ out:
 	runc_ids_free(v, cnt);
 	free(out.buf);
 	return rv;
-}
-
-int proc_spawnattr(posix_spawnattr_t *attr)
-{
-	static const int dfl_sigs[] = {SIGCHLD, SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT};
-	sigset_t none, dfl;
-	int e;
-
-	if ((e = posix_spawnattr_init(attr)) != 0)
-		return e;
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	for (size_t i = 0; i < sizeof(dfl_sigs) / sizeof(dfl_sigs[0]); i++)
-		sigaddset(&dfl, dfl_sigs[i]);
-	if ((e = posix_spawnattr_setsigmask(attr, &none)) != 0 ||
-	    (e = posix_spawnattr_setsigdefault(attr, &dfl)) != 0)
-		return e;
-	return posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 }

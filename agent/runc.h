@@ -83,10 +83,5 @@ bool runc_id_ok(const char *id);
  */
 int proc_run(const char *const argv[], int out_fd, int *status, char *err, size_t errlen);
 
-/* Initialise attr for a child that starts with no signal blocked and the
- * default disposition of the signals the agent blocks or handles (SIGCHLD,
- * SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT).  The caller destroys attr
- * (also on failure).  0 or an errno value. */
-int proc_spawnattr(posix_spawnattr_t *attr);
 
 #endif

@@ -185,7 +185,7 @@ int shim_spawn(struct atask *t, char *why, size_t whylen)
 	posix_spawn_file_actions_init(&fa);
 	/* The shim starts with no signal blocked (we block some for the
 	 * signalfd) and default dispositions. */
-	if ((e = proc_spawnattr(&attr)) == 0 &&
+	if ((e = proc_spawnattr(&attr, false)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 0)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, devnull, 1)) == 0 &&
 	    (e = posix_spawn_file_actions_adddup2(&fa, wr, SHIM_REPORT_FD)) == 0)

@@ -48,31 +48,6 @@ struct pending_seen {
 
 /* ---- hooks ---- */
 
-/* Children start with no blocked signals and default dispositions (the
- * master blocks SIGTERM and SIGINT for its signalfd and ignores SIGPIPE), in
- * a process group of their own so that a hook past its time is killed with
- * what it started in the foreground.  The same clean state as the agent's
- * proc_spawnattr (agent/runc.c). */
-static int hook_spawnattr(posix_spawnattr_t *attr)
-{
-	static const int dfl_sigs[] = {SIGCHLD, SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT};
-	sigset_t none, dfl;
-	int e;
-
-	if ((e = posix_spawnattr_init(attr)) != 0)
-		return e;
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	for (size_t i = 0; i < sizeof(dfl_sigs) / sizeof(dfl_sigs[0]); i++)
-		sigaddset(&dfl, dfl_sigs[i]);
-	if ((e = posix_spawnattr_setsigmask(attr, &none)) != 0 ||
-	    (e = posix_spawnattr_setsigdefault(attr, &dfl)) != 0 ||
-	    (e = posix_spawnattr_setpgroup(attr, 0)) != 0)
-		return e;
-	return posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-						      POSIX_SPAWN_SETPGROUP);
-}
-
 static char *err_path(const struct master *m, const struct pnode *pn, bool release)
 {
 	return xasprintf("%s/hooks/%s-%s.err", m->cfg.state_dir, pn->name,
@@ -244,7 +219,9 @@ static void spawn_hook(struct master *m, struct pool *p, struct pnode *pn)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 2, ep, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if ((e = hook_spawnattr(&attr)) == 0)
+	/* A clean signal state, and a process group of its own, so that a
+	 * hook past its time is killed with what it started. */
+	if ((e = proc_spawnattr(&attr, true)) == 0)
 		e = posix_spawn(&pid, prog, &fa, &attr, argv, env);
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
