@@ -18,6 +18,7 @@
 #include "err.h"
 #include "image.h"
 #include "log.h"
+#include "proc.h"
 #include "util.h"
 #include "wire.h"
 

@@ -20,6 +20,7 @@
 
 #include "err.h"
 #include "probe.h"
+#include "proc.h"
 #include "util.h"
 #include "wire.h"
 

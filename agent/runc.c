@@ -11,6 +11,7 @@
  */
 #include "runc.h"
 #include "err.h"
+#include "proc.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>

@@ -38,6 +38,7 @@
 #include "agent.h"
 #include "err.h"
 #include "log.h"
+#include "proc.h"
 #include "util.h"
 
 extern char **environ;

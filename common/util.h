@@ -8,7 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
-#include <spawn.h>
 
 /* Allocation: on failure these print a message to stderr and abort(). */
 void *xmalloc(size_t n);
@@ -87,12 +86,5 @@ static inline uint64_t get_be64(const uint8_t *p)
 
 /* Bounded string copy that always NUL-terminates; returns false if cut. */
 bool strlcpy_ok(char *dst, const char *src, size_t size);
-
-/* Initialise attr for a child that starts with no signal blocked and the
- * default disposition of the signals our daemons block or handle (SIGCHLD,
- * SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT); with own_group, in a process
- * group of its own (so that its whole tree can be signalled).  The caller
- * destroys attr (also on failure).  0 or an errno value. */
-int proc_spawnattr(posix_spawnattr_t *attr, bool own_group);
 
 #endif

@@ -37,6 +37,7 @@
 #include "master.h"
 #include "pools.h"
 #include "units.h"
+#include "proc.h"
 #include "util.h"
 
 extern char **environ;

@@ -26,6 +26,11 @@
 
 #define TICK_MS 50
 #define MAX_MSGS_PER_TURN 4096
+/* Within a turn's drain, the replies queued so far go out every this many
+ * messages when nothing waits for a commit (heartbeats of agents with no
+ * news): with thousands of agents a turn drains thousands of SYNCs, and the
+ * first would otherwise wait for the last. */
+#define EARLY_FLUSH_EVERY 256
 
 void out_reply(struct master *m, nng_socket sock, const struct net_peer *peer, uint16_t type,
 	       cJSON *body)
@@ -90,6 +95,9 @@ static void drain(struct master *m, nng_socket s, bool agents)
 		else
 			api_handle(m, &peer, &h, body);
 		cJSON_Delete(body);
+		if ((i + 1) % EARLY_FLUSH_EVERY == 0 && m->out_head && state_clean(m) &&
+		    (!m->ha.on || leader_valid(m)))
+			out_flush(m);
 	}
 }
 

@@ -321,6 +321,9 @@ void state_reset(struct master *m);
 /* Write dirty jobs and nodes and the next id in one transaction (none when
  * nothing changed). */
 int state_flush(struct master *m);
+/* Nothing in memory waits for a commit: the model is what the store holds,
+ * so any reply queued now acknowledges only committed state.  O(nodes). */
+bool state_clean(const struct master *m);
 cJSON *job_to_json(const struct master *m, const struct job *j, bool full);
 cJSON *node_to_json(const struct node *n, bool full);
 

@@ -848,17 +848,21 @@ static int put_changed(struct master *m, const char *key, cJSON *o, uint64_t *ha
  * "tasks/<id>/<index>".  A dirty job writes only the records whose text
  * changed, so one task's change in a 1,000-task job is one small write.
  */
+bool state_clean(const struct master *m)
+{
+	for (size_t i = 0; i < m->nnodes; i++)
+		if (m->nodes[i]->dirty)
+			return false;
+	return !pools_dirty(m) && m->ndirty == 0 && m->next_job_id == m->stored_next_id;
+}
+
 int state_flush(struct master *m)
 {
 	char key[STORE_KEY_MAX], num[32];
 	struct flush_count fc = {0, 0};
-	bool nodes = false;
 	int rv;
 
-	for (size_t i = 0; i < m->nnodes && !nodes; i++)
-		nodes = m->nodes[i]->dirty;
-	nodes = nodes || pools_dirty(m);
-	if (!nodes && m->ndirty == 0 && m->next_job_id == m->stored_next_id)
+	if (state_clean(m))
 		return 0;
 	uint64_t t0 = now_ns();
 	if ((rv = store_begin(m->store)) != 0)
