@@ -312,6 +312,20 @@ struct job *job_create(struct master *m, struct spec *spec)
 	return j;
 }
 
+const struct res *task_res(const struct job *j, const struct task *t)
+{
+	const struct spec_role *r = spec_task_role(j->spec, t->idx, NULL);
+
+	return r ? &r->res : &j->spec->res;
+}
+
+bool task_optional(const struct job *j, const struct task *t)
+{
+	const struct spec_role *r = spec_task_role(j->spec, t->idx, NULL);
+
+	return r && r->optional;
+}
+
 void task_finish(struct master *m, struct job *j, struct task *t, enum task_state st)
 {
 	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) {
@@ -493,6 +507,7 @@ static void apply_restarts(struct master *m, struct job *j)
 void job_update(struct master *m, struct job *j)
 {
 	uint32_t running = 0, ok = 0, live = 0, none = 0, nbad = 0, req_live = 0, req_done = 0;
+	uint32_t opt_live = 0; /* optional tasks (roles:) placed and not ended */
 	uint32_t counted = 0; /* tasks not being retired */
 	struct task *bad = NULL;
 	enum job_state old = j->state;
@@ -511,6 +526,24 @@ void job_update(struct master *m, struct job *j)
 			/* Scaled away: neither a success nor a failure. */
 			if (!task_terminal(t->state) && t->state != TASK_NONE)
 				live++;
+			continue;
+		}
+		if (task_optional(j, t)) {
+			/* Neither needed for running nor for success; one that
+			 * fails on its own fails the gang like any task, one we
+			 * stopped (the gang ended or moves) just ended. */
+			if (t->state != TASK_NONE && !task_terminal(t->state)) {
+				live++;
+				opt_live++;
+				if (t->requeue)
+					req_live++;
+			} else if (task_terminal(t->state) && t->requeue) {
+				req_done++;
+			} else if (task_terminal(t->state) && !t_ok && !t->stop_sent) {
+				nbad++;
+				if (!bad || bad->stop_sent)
+					bad = t;
+			}
 			continue;
 		}
 		counted++;
@@ -578,7 +611,12 @@ void job_update(struct master *m, struct job *j)
 		job_dirty(m, j);
 		job_update(m, j);
 		return;
+	} else if (ok == counted && counted > 0 && opt_live > 0) {
+		/* The required roles are done: optional ones (an evaluator)
+		 * are stopped, and the job succeeds once they are gone. */
+		job_stop_tasks(m, j);
 	} else if (ok == counted && counted > 0) {
+		job_stop_tasks(m, j); /* optional tasks never placed */
 		j->state = JOB_SUCCEEDED;
 		j->reason[0] = '\0';
 	} else if (!gang && none == 0 && live == 0) {
@@ -710,10 +748,13 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	/* The record keeps every slot (a serve job's retired ones too); users
 	 * see the tasks in use. */
 	uint32_t inuse = 0;
-	for (uint32_t i = 0; i < j->ntasks; i++)
+	uint64_t gpus_milli = 0;
+	for (uint32_t i = 0; i < j->ntasks; i++) {
 		inuse += !j->tasks[i].retire;
+		gpus_milli += j->tasks[i].retire ? 0 : task_res(j, &j->tasks[i])->gpus_milli;
+	}
 	cJSON_AddNumberToObject(o, "ntasks", store ? j->ntasks : inuse);
-	cJSON_AddNumberToObject(o, "gpus_milli", (double)j->spec->res.gpus_milli * inuse);
+	cJSON_AddNumberToObject(o, "gpus_milli", (double)gpus_milli);
 	cJSON_AddNumberToObject(o, "submitted", (double)j->submitted);
 	cJSON_AddNumberToObject(o, "finished", (double)j->finished);
 	cJSON_AddBoolToObject(o, "cancel", j->cancel);
@@ -734,8 +775,19 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 		/* The store keeps each task under its own key (state_flush). */
 		if (!store) {
 			cJSON *ts = cJSON_AddArrayToObject(o, "tasks");
-			for (uint32_t i = 0; i < j->ntasks; i++)
-				cJSON_AddItemToArray(ts, task_to_json(m, &j->tasks[i], store));
+			for (uint32_t i = 0; i < j->ntasks; i++) {
+				cJSON *tj = task_to_json(m, &j->tasks[i], store);
+				uint32_t index;
+				const struct spec_role *r = spec_task_role(j->spec, i, &index);
+				/* A train job's role (roles:); a serve task's
+				 * "role" is serving or standby. */
+				if (r) {
+					cJSON_AddStringToObject(tj, "role", r->name);
+					cJSON_AddNumberToObject(tj, "role_index", index);
+					cJSON_AddBoolToObject(tj, "optional", r->optional);
+				}
+				cJSON_AddItemToArray(ts, tj);
+			}
 		}
 		cJSON_AddItemToObject(o, "spec", spec_to_json(j->spec));
 	}
