@@ -508,6 +508,7 @@ void job_update(struct master *m, struct job *j)
 {
 	uint32_t running = 0, ok = 0, live = 0, none = 0, nbad = 0, req_live = 0, req_done = 0;
 	uint32_t opt_live = 0; /* optional tasks (roles:) placed and not ended */
+	uint32_t opt_none = 0; /* optional tasks waiting to be placed */
 	uint32_t counted = 0; /* tasks not being retired */
 	struct task *bad = NULL;
 	enum job_state old = j->state;
@@ -532,6 +533,7 @@ void job_update(struct master *m, struct job *j)
 			/* Neither needed for running nor for success; one that
 			 * fails on its own fails the gang like any task, one we
 			 * stopped (the gang ended or moves) just ended. */
+			opt_none += t->state == TASK_NONE;
 			if (t->state != TASK_NONE && !task_terminal(t->state)) {
 				live++;
 				opt_live++;
@@ -631,7 +633,9 @@ void job_update(struct master *m, struct job *j)
 				 nbad, j->ntasks, first);
 	} else if (gang && running + ok == counted) {
 		j->state = JOB_RUNNING;
-		j->reason[0] = '\0';
+		/* Why optional tasks still wait (sched.c on_wait) stays. */
+		if (opt_none == 0)
+			j->reason[0] = '\0';
 	} else if (!gang && running > 0) {
 		j->state = JOB_RUNNING;
 	} else if (!gang && live + ok + nbad > 0 && j->state == JOB_PENDING) {
