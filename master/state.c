@@ -504,10 +504,43 @@ static void apply_restarts(struct master *m, struct job *j)
 	}
 }
 
+static bool chief_role(const struct spec_role *r)
+{
+	return !strcmp(r->name, "chief") || !strcmp(r->name, "master");
+}
+
+/*
+ * A role job has succeeded when the tasks that decide it exited 0 (and are
+ * not being requeued): the chief (or master) role's when it has one, as
+ * TFJob's chief decides (parameter servers never exit by themselves);
+ * otherwise every required role's.  What still runs is then stopped.
+ */
+static bool roles_succeeded(const struct job *j)
+{
+	const struct spec *s = j->spec;
+	uint32_t first = 0, n = 0;
+	bool chief = false;
+
+	for (size_t r = 0; r < s->nroles; r++)
+		chief |= chief_role(&s->roles[r]);
+	for (size_t r = 0; r < s->nroles; r++) {
+		const struct spec_role *ro = &s->roles[r];
+		bool decides = chief ? chief_role(ro) : !ro->optional;
+		for (uint32_t i = 0; decides && i < ro->count; i++) {
+			const struct task *t = &j->tasks[first + i];
+			if (t->state != TASK_EXITED || t->exit_code != 0 || t->signal != 0 ||
+			    t->requeue)
+				return false;
+			n++;
+		}
+		first += ro->count;
+	}
+	return n > 0;
+}
+
 void job_update(struct master *m, struct job *j)
 {
 	uint32_t running = 0, ok = 0, live = 0, none = 0, nbad = 0, req_live = 0, req_done = 0;
-	uint32_t opt_live = 0; /* optional tasks (roles:) placed and not ended */
 	uint32_t opt_none = 0; /* optional tasks waiting to be placed */
 	uint32_t counted = 0; /* tasks not being retired */
 	struct task *bad = NULL;
@@ -516,10 +549,12 @@ void job_update(struct master *m, struct job *j)
 	 * requeue takes every task (train only: replicas restart alone). */
 	bool gang = j->spec->kind != SPEC_BATCH;
 	bool whole = j->spec->kind == SPEC_TRAIN;
+	bool roles_done;
 
 	if (job_terminal(j->state))
 		return;
 	apply_restarts(m, j);
+	roles_done = j->spec->roles && !j->cancel && roles_succeeded(j);
 	for (uint32_t i = 0; i < j->ntasks; i++) {
 		struct task *t = &j->tasks[i];
 		bool t_ok = t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0;
@@ -536,7 +571,6 @@ void job_update(struct master *m, struct job *j)
 			opt_none += t->state == TASK_NONE;
 			if (t->state != TASK_NONE && !task_terminal(t->state)) {
 				live++;
-				opt_live++;
 				if (t->requeue)
 					req_live++;
 			} else if (task_terminal(t->state) && t->requeue) {
@@ -572,7 +606,15 @@ void job_update(struct master *m, struct job *j)
 				req_live++;
 		}
 	}
-	if (j->cancel) {
+	if (roles_done) {
+		/* What else runs (parameter servers, optional roles) is
+		 * stopped; how it then ends does not matter. */
+		job_stop_tasks(m, j);
+		if (live == 0) {
+			j->state = JOB_SUCCEEDED;
+			j->reason[0] = '\0';
+		}
+	} else if (j->cancel) {
 		job_stop_tasks(m, j);
 		if (live == 0) {
 			j->state = JOB_CANCELLED;
@@ -613,12 +655,7 @@ void job_update(struct master *m, struct job *j)
 		job_dirty(m, j);
 		job_update(m, j);
 		return;
-	} else if (ok == counted && counted > 0 && opt_live > 0) {
-		/* The required roles are done: optional ones (an evaluator)
-		 * are stopped, and the job succeeds once they are gone. */
-		job_stop_tasks(m, j);
 	} else if (ok == counted && counted > 0) {
-		job_stop_tasks(m, j); /* optional tasks never placed */
 		j->state = JOB_SUCCEEDED;
 		j->reason[0] = '\0';
 	} else if (!gang && none == 0 && live == 0) {

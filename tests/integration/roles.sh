@@ -8,8 +8,9 @@
 # master restart.  A gang with a role that cannot fit does not start at all
 # and its reason names the role.  An optional evaluator that does not fit
 # does not hold the gang back, and is placed later, when room appears,
-# without touching the running gang.  When the required roles succeed, an
-# optional task still running is stopped and the job succeeds.
+# without touching the running gang.  When the required roles succeed (or,
+# with a chief, the chief does), what still runs is stopped and the job
+# succeeds.
 . "$(dirname "$0")/lib.sh"
 
 start_master || exit 1
@@ -151,4 +152,19 @@ YAML
 mlctl submit "$T/done.yaml" >/dev/null || fail "submit done-job"
 check "done-job succeeds although its evaluator would run on" wait_for 15 job_state_is done-job succeeded
 check "its evaluator ended" [ "$(task_state done-job 1)" != running ]
+
+# With a chief, the chief decides (parameter servers never exit): the chief
+# succeeds, the ps still running is stopped, the job succeeds.
+cat >"$T/chief.yaml" <<YAML
+name: chief-job
+kind: train
+image: $MLS_ROOTFS
+resources: {memory: 32M}
+roles:
+  chief: {command: [sh, -c, 'sleep 1; echo trained']}
+  ps: {command: [sleep, "1000"]}
+YAML
+mlctl submit "$T/chief.yaml" >/dev/null || fail "submit chief-job"
+check "chief-job succeeds when its chief does" wait_for 15 job_state_is chief-job succeeded
+check "its ps was stopped" [ "$(task_state chief-job 1)" != running ]
 finish
