@@ -83,6 +83,23 @@ check "same tasks, same places" \
 	[ "$(jq -c '[.tasks[] | [.role, .role_index, .node, .port, .attempt]]' <<<"$st2")" = \
 	  "$(jq -c '[.tasks[] | [.role, .role_index, .node, .port, .attempt]]' <<<"$st")" ]
 
+# A higher-priority job that needs two GPUs on one node preempts the gang
+# whole: every role's task stops, none keeps running, and the gang comes back
+# whole (a new attempt of every task) once the room is free again.
+mlctl run --kind train --name urgent --priority 100 --gpus 2 --memory 32M "$MLS_ROOTFS" -- \
+	sleep 1000 >/dev/null || fail "run urgent"
+check "urgent runs" wait_for 15 job_state_is urgent running
+states() { mlctl -o json status ps-job | jq -r '[.tasks[].state] | unique | join(",")'; }
+# (urgent may start as soon as two GPUs on one node are free, while the
+# gang's other tasks are still stopping.)
+requeued() { [ "$(states)" = none ]; }
+check "ps-job requeued whole: no task of any role left running" wait_for 10 requeued
+check "ps-job pending" job_state_is ps-job pending
+mlctl cancel urgent >/dev/null
+check "ps-job placed again" wait_for 15 job_state_is ps-job running
+check "every role's task runs its next attempt" \
+	[ "$(mlctl -o json status ps-job | jq -r '[.tasks[] | "\(.state)/\(.attempt)"] | unique | join(",")')" = running/1 ]
+
 # A role that can never fit holds the whole gang back, and says which role.
 cat >"$T/big.yaml" <<YAML
 name: big-ps
