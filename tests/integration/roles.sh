@@ -8,7 +8,8 @@
 # master restart.  A gang with a role that cannot fit does not start at all
 # and its reason names the role.  An optional evaluator that does not fit
 # does not hold the gang back, and is placed later, when room appears,
-# without touching the running gang.  When the required roles succeed (or,
+# without touching the running gang.  A failing role restarts the gang
+# whole.  When the required roles succeed (or,
 # with a chief, the chief does), what still runs is stopped and the job
 # succeeds.
 . "$(dirname "$0")/lib.sh"
@@ -169,6 +170,24 @@ YAML
 mlctl submit "$T/done.yaml" >/dev/null || fail "submit done-job"
 check "done-job succeeds although its evaluator would run on" wait_for 15 job_state_is done-job succeeded
 check "its evaluator ended" [ "$(task_state done-job 1)" != running ]
+
+# A ps that fails restarts the gang whole (the chief too), under restart:;
+# out of restarts, the job fails with the ps's exit.
+cat >"$T/rs.yaml" <<YAML
+name: rs-job
+kind: train
+image: $MLS_ROOTFS
+resources: {memory: 32M}
+restart: {policy: on-failure, max: 1}
+roles:
+  chief: {command: [sleep, "1000"]}
+  ps: {command: [sh, -c, 'sleep 1; exit 3']}
+YAML
+mlctl submit "$T/rs.yaml" >/dev/null || fail "submit rs-job"
+check "rs-job fails once out of restarts" wait_for 20 job_state_is rs-job failed
+check "its reason is the ps's exit" [ "$(job_field rs-job reason)" = "task 1 exited with code 3" ]
+check "one restart, of the whole gang: the chief ran twice" \
+	[ "$(mlctl -o json status rs-job | jq -r '"\(.restarts) \(.tasks[0].attempt) \(.tasks[1].attempt)"')" = "1 1 1" ]
 
 # With a chief, the chief decides (parameter servers never exit): the chief
 # succeeds, the ps still running is stopped, the job succeeds.
