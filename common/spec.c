@@ -73,6 +73,7 @@ struct ctx {
 	bool json;
 	char *err;
 	size_t errlen;
+	const char *prefix; /* put before every path ("roles.ps."), or NULL */
 };
 
 /* "file:line: path: reason" (no ":line" for JSON or when line is 0). */
@@ -85,9 +86,15 @@ static int fail(const struct ctx *c, int line, const char *path, const char *fmt
 
 	if (!c->err || c->errlen == 0)
 		return ERR_INVAL;
+	char full[256];
+
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
+	if (c->prefix) {
+		snprintf(full, sizeof(full), "%s%s", c->prefix, path ? path : "");
+		path = full;
+	}
 	if (line > 0 && !c->json)
 		snprintf(c->err, c->errlen, "%s:%d: %s%s%s", c->file, line, path ? path : "",
 			 path ? ": " : "", why);
@@ -299,6 +306,7 @@ static int json_to_node(const struct ctx *c, const cJSON *j, struct node *n, int
 		n->num = j->valuedouble;
 	} else if (cJSON_IsBool(j)) {
 		n->type = N_BOOL;
+		n->num = cJSON_IsTrue(j) ? 1 : 0;
 	} else if (cJSON_IsNull(j)) {
 		n->type = N_NULL;
 	} else if (cJSON_IsObject(j) || cJSON_IsArray(j)) {
@@ -367,6 +375,7 @@ enum fid {
 	F_ROLLOUT,
 	F_ROLLOUT_DEADLINE,
 	F_MAX_COST,
+	F_ROLES,
 	F_COUNT
 };
 
@@ -383,7 +392,8 @@ enum ftype {
 	T_I32,
 	T_SIZE,
 	T_DUR,
-	T_MILLI
+	T_MILLI,
+	T_ROLES /* spec_roles: decode_roles() */
 };
 
 #define K_TRAIN (1u << SPEC_TRAIN)
@@ -461,6 +471,7 @@ static const struct field fields[F_COUNT] = {
 			    1, MAX_EXACT, K_SERVE},
     [F_MAX_COST] = {F_TOP, "max_cost_per_gpu_hour", "max_cost_milli", T_MILLI, OFF(max_cost_milli),
 		    1, U32MAX, K_ALL},
+    [F_ROLES] = {F_TOP, "roles", "roles", T_ROLES, 0, 0, 0, K_TRAIN},
 };
 
 /* Where each field was found.  set: present with a non-null value. */
@@ -675,6 +686,7 @@ static int decode_env(const struct ctx *c, const struct node *n, struct spec *s)
 
 static int decode_map(const struct ctx *c, const struct node *m, enum fid parent, struct spec *s,
 		      struct where *w);
+static int decode_roles(const struct ctx *c, const struct node *n, struct spec *s);
 
 static int decode_field(const struct ctx *c, const struct node *n, enum fid f, struct spec *s,
 			struct where *w)
@@ -743,6 +755,8 @@ static int decode_field(const struct ctx *c, const struct node *n, enum fid f, s
 		return decode_argv(c, n, path, (char ***)at(s, f), &s->nconstraints, true);
 	case T_ENV:
 		return decode_env(c, n, s);
+	case T_ROLES:
+		return decode_roles(c, n, s);
 	case T_U32:
 	case T_I32:
 	case T_SIZE:
@@ -821,6 +835,264 @@ static bool image_ok(const char *im, char *why, size_t len)
 	return false;
 }
 
+/* ---- roles (train) --------------------------------------------------------- */
+
+/* Role names: what TF_CONFIG and mlctl status show ("chief", "ps"). */
+static bool role_name_ok(const char *k)
+{
+	size_t n = strlen(k);
+
+	if (n == 0 || n > SPEC_ROLE_NAME_MAX || k[0] < 'a' || k[0] > 'z')
+		return false;
+	return strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+static int decode_bool(const struct ctx *c, const struct node *n, const char *path, bool *out)
+{
+	const char *t = "";
+	char q[80];
+	int rv;
+
+	if (c->json) {
+		if (n->type != N_BOOL)
+			return fail(c, n->line, path, "expected true or false");
+		*out = n->num != 0;
+		return 0;
+	}
+	rv = want_text(c, n, path, &t);
+	if (rv < 0)
+		return rv;
+	if (!strcmp(t, "true") || !strcmp(t, "false")) {
+		*out = t[0] == 't';
+		return 0;
+	}
+	return fail(c, n->line, path, "%s is not true or false", quote(t, q, sizeof(q)));
+}
+
+/* One role's resources block, with the defaults of a job's and its checks. */
+static int decode_role_res(const struct ctx *c, const struct node *n, struct spec_role *r)
+{
+	struct spec tmp;
+	struct where w;
+	char path[96];
+	int rv;
+
+	memset(&tmp, 0, sizeof(tmp));
+	memset(&w, 0, sizeof(w));
+	if (n->type != N_MAP)
+		return fail(c, n->line, fname(c, F_RESOURCES), "expected %s", word_map(c));
+	rv = decode_map(c, n, F_RESOURCES, &tmp, &w);
+	if (rv == 0 && tmp.gpu_model && !tmp.gpu_model[0])
+		rv = fail(c, w.line[F_GPU_MODEL], fpath(c, F_GPU_MODEL, path, sizeof(path)),
+			  "must not be empty");
+	if (rv == 0 && tmp.res.gpus_milli > 1000 && tmp.res.gpus_milli % 1000 != 0)
+		rv = fail(c, w.line[F_GPUS], fpath(c, F_GPUS, path, sizeof(path)),
+			  "a share must be below 1");
+	if (rv == 0 && tmp.res.gpus_milli / 1000 > RES_MAX_GPUS)
+		rv = fail(c, w.line[F_GPUS], fpath(c, F_GPUS, path, sizeof(path)),
+			  "more than %d GPUs", RES_MAX_GPUS);
+	if (rv < 0) {
+		free(tmp.gpu_model);
+		return rv;
+	}
+	r->own_res = true;
+	r->res = tmp.res;
+	if (!w.set[F_MEMORY])
+		r->res.mem = DEFAULT_MEM;
+	if (!w.set[F_CPUS])
+		r->res.cpu_milli = DEFAULT_CPU_MILLI;
+	r->gpu_model = tmp.gpu_model;
+	return 0;
+}
+
+/* One role: count, optional, resources, image, command, env. */
+static int decode_role(const struct ctx *c, const struct node *n, struct spec_role *r)
+{
+	static const char *const keys[] = {"count", "optional", "resources", "image", "command",
+					   "env"};
+	static const struct field count = {F_TOP, "count", "count", T_U32, 0, 1, SPEC_MAX_TASKS,
+					   K_TRAIN};
+	bool seen[6] = {false};
+	int64_t v;
+	int rv;
+
+	r->count = 1;
+	if (n->type == N_NULL)
+		return 0; /* "evaluator:" alone: one task, all from the job */
+	if (n->type != N_MAP)
+		return fail(c, n->line, NULL, "expected %s", word_map(c));
+	for (size_t i = 0; i < n->n; i++) {
+		const struct node *kid = &n->kids[i];
+		const char *t = "";
+		size_t k;
+
+		for (k = 0; k < 6 && strcmp(kid->key, keys[k]) != 0; k++)
+			;
+		if (k == 6) {
+			char q[80];
+
+			return fail(c, kid->kline, strlen(kid->key) > 40 ? quote(kid->key, q, sizeof(q))
+									  : kid->key,
+				    "unknown field (a role has count, optional, resources, image, "
+				    "command and env)");
+		}
+		if (seen[k])
+			return fail(c, kid->kline, keys[k], "duplicate field");
+		seen[k] = true;
+		if (kid->type == N_NULL)
+			continue;
+		switch (k) {
+		case 0:
+			rv = decode_number(c, kid, "count", &count, &v);
+			r->count = (uint32_t)v;
+			break;
+		case 1:
+			rv = decode_bool(c, kid, "optional", &r->optional);
+			break;
+		case 2:
+			rv = decode_role_res(c, kid, r);
+			break;
+		case 3:
+			rv = want_text(c, kid, "image", &t);
+			if (rv == 0) {
+				char q[80], why[256];
+
+				if (!image_ok(t, why, sizeof(why)))
+					rv = fail(c, kid->line, "image", "%s %s",
+						  quote(t, q, sizeof(q)), why);
+			}
+			if (rv == 0)
+				r->image = xstrdup(t);
+			break;
+		case 4:
+			rv = decode_argv(c, kid, "command", &r->command, &r->ncommand, false);
+			break;
+		default: {
+			struct spec tmp;
+
+			memset(&tmp, 0, sizeof(tmp));
+			rv = decode_env(c, kid, &tmp);
+			r->env = tmp.env;
+			r->nenv = tmp.nenv;
+			break;
+		}
+		}
+		if (rv < 0)
+			return rv;
+	}
+	return 0;
+}
+
+/* roles: a mapping of role name -> role, in the order tasks are numbered. */
+static int decode_roles(const struct ctx *c, const struct node *n, struct spec *s)
+{
+	char prefix[SPEC_ROLE_NAME_MAX + 16], q[80];
+	struct ctx rc = *c;
+	int rv;
+
+	if (n->type != N_MAP)
+		return fail(c, n->line, "roles", "expected %s of role names", word_map(c));
+	if (n->n == 0)
+		return fail(c, n->line, "roles", "must name at least one role");
+	if (n->n > SPEC_MAX_ROLES)
+		return fail(c, n->line, "roles", "more than %d roles", SPEC_MAX_ROLES);
+	s->roles = xcalloc(n->n, sizeof(*s->roles));
+	for (size_t i = 0; i < n->n; i++) {
+		const struct node *kid = &n->kids[i];
+
+		if (!role_name_ok(kid->key))
+			return fail(c, kid->kline, "roles",
+				    "%s is not a valid role name ([a-z][a-z0-9_-]*, at most %d)",
+				    quote(kid->key, q, sizeof(q)), SPEC_ROLE_NAME_MAX);
+		for (size_t k = 0; k < s->nroles; k++)
+			if (!strcmp(s->roles[k].name, kid->key)) {
+				snprintf(prefix, sizeof(prefix), "roles.%s", kid->key);
+				return fail(c, kid->kline, prefix, "duplicate role");
+			}
+		s->roles[s->nroles].name = xstrdup(kid->key);
+		snprintf(prefix, sizeof(prefix), "roles.%s%s", kid->key,
+			 kid->type == N_MAP ? "." : "");
+		rc.prefix = prefix;
+		/* Counted before decoding, so spec_free frees a half-built role. */
+		rv = decode_role(&rc, kid, &s->roles[s->nroles++]);
+		if (rv < 0)
+			return rv;
+		if (s->roles[i].optional && spec_role_in_world(&s->roles[i])) {
+			snprintf(prefix, sizeof(prefix), "roles.%s.optional", kid->key);
+			return fail(c, kid->line, prefix,
+				    "the %s role is part of the torch world (RANK, WORLD_SIZE) "
+				    "and cannot be optional", kid->key);
+		}
+	}
+	return 0;
+}
+
+/* Cross-field rules of roles and the job's values for what a role left out
+ * (after the job's own defaults). */
+static int validate_roles(const struct ctx *c, struct spec *s, const struct where *w)
+{
+	char path[96];
+	uint64_t tasks = 0;
+	bool required = false;
+
+	if (!s->roles) {
+		if (!w->set[F_COMMAND])
+			return fail(c, 0, fname(c, F_COMMAND), "required");
+		return 0;
+	}
+	if (w->set[F_WORKERS])
+		return fail(c, w->line[F_WORKERS], fname(c, F_WORKERS),
+			    "not with roles (each role has its own count)");
+	for (size_t i = 0; i < s->nroles; i++) {
+		struct spec_role *r = &s->roles[i];
+
+		tasks += r->count;
+		required |= !r->optional;
+		if (!r->command && !s->command) {
+			snprintf(path, sizeof(path), "roles.%s.command", r->name);
+			return fail(c, w->line[F_ROLES], path,
+				    "required (the job has no command to inherit)");
+		}
+	}
+	if (!required)
+		return fail(c, w->line[F_ROLES], "roles",
+			    "every role is optional: at least one must be required");
+	if (tasks > SPEC_MAX_TASKS)
+		return fail(c, w->line[F_ROLES], "roles", "%llu tasks is more than %d",
+			    (unsigned long long)tasks, SPEC_MAX_TASKS);
+	for (size_t i = 0; i < s->nroles; i++) {
+		struct spec_role *r = &s->roles[i];
+		size_t own = r->nenv;
+
+		if (!r->own_res) {
+			r->res = s->res;
+			r->gpu_model = s->gpu_model ? xstrdup(s->gpu_model) : NULL;
+		}
+		if (!r->image)
+			r->image = xstrdup(s->image);
+		if (!r->command) {
+			r->command = xcalloc(s->ncommand, sizeof(*r->command));
+			for (size_t k = 0; k < s->ncommand; k++)
+				r->command[k] = xstrdup(s->command[k]);
+			r->ncommand = s->ncommand;
+		}
+		/* The job's variables the role does not set itself. */
+		r->env = xrealloc(r->env, (own + s->nenv + 1) * sizeof(*r->env));
+		for (size_t k = 0; k < s->nenv; k++) {
+			bool mine = false;
+
+			for (size_t o = 0; o < own && !mine; o++)
+				mine = !strcmp(r->env[o].key, s->env[k].key);
+			if (mine)
+				continue;
+			r->env[r->nenv].key = xstrdup(s->env[k].key);
+			r->env[r->nenv].val = xstrdup(s->env[k].val);
+			r->nenv++;
+		}
+	}
+	return 0;
+}
+
 /* Spaces or control bytes would let a value break the probe's request line. */
 static bool has_space(const char *t, size_t n)
 {
@@ -894,7 +1166,8 @@ static int check_tcp(const struct ctx *c, int line, const char *path, const char
 
 static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 {
-	static const enum fid required[] = {F_NAME, F_KIND, F_IMAGE, F_COMMAND};
+	/* command: validate_roles() (a role job may do without). */
+	static const enum fid required[] = {F_NAME, F_KIND, F_IMAGE};
 	char path[96], q[80], why[256];
 	uint64_t tasks;
 
@@ -967,6 +1240,15 @@ static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 		s->autoscale.cooldown_ms = DEFAULT_COOLDOWN_MS;
 	if (s->autoscale.set && !w->set[F_AS_WINDOW])
 		s->autoscale.window_ms = DEFAULT_WINDOW_MS;
+
+	if (s->roles)
+		s->workers = 0;
+	{
+		int rv = validate_roles(c, s, w);
+
+		if (rv < 0)
+			return rv;
+	}
 
 	/* Counts. */
 	if (s->kind == SPEC_BATCH && s->parallelism > s->array)
@@ -1062,7 +1344,7 @@ out:
 int spec_parse_yaml(const char *path, const char *text, size_t len, struct spec **out, char *err,
 		    size_t errlen)
 {
-	struct ctx c = {path ? path : "spec", false, err, errlen};
+	struct ctx c = {path ? path : "spec", false, err, errlen, NULL};
 	struct node root;
 	int rv;
 
@@ -1083,7 +1365,7 @@ out:
 
 int spec_parse_file(const char *path, struct spec **out, char *err, size_t errlen)
 {
-	struct ctx c = {path, false, err, errlen};
+	struct ctx c = {path, false, err, errlen, NULL};
 	char *text = NULL;
 	size_t len = 0;
 	int rv;
@@ -1104,7 +1386,7 @@ int spec_parse_file(const char *path, struct spec **out, char *err, size_t errle
 
 int spec_from_json(const cJSON *j, struct spec **out, char *err, size_t errlen)
 {
-	struct ctx c = {"spec", true, err, errlen};
+	struct ctx c = {"spec", true, err, errlen, NULL};
 	struct node root;
 	int rv;
 
@@ -1150,5 +1432,19 @@ void spec_free(struct spec *s)
 	free(s->health.tcp);
 	free_argv(s->health.exec, s->health.nexec);
 	free_argv(s->constraints, s->nconstraints);
+	for (size_t i = 0; i < s->nroles; i++) {
+		struct spec_role *r = &s->roles[i];
+
+		free(r->name);
+		free(r->gpu_model);
+		free(r->image);
+		free_argv(r->command, r->ncommand);
+		for (size_t k = 0; k < r->nenv; k++) {
+			free(r->env[k].key);
+			free(r->env[k].val);
+		}
+		free(r->env);
+	}
+	free(s->roles);
 	free(s);
 }

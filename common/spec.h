@@ -25,6 +25,8 @@
 #define SPEC_MAX_TASKS 10000        /* workers, replicas + standby, array */
 #define SPEC_MAX_CONSTRAINTS 16
 #define SPEC_ERR_LEN 512
+#define SPEC_MAX_ROLES 16           /* roles of one train job */
+#define SPEC_ROLE_NAME_MAX 31       /* [a-z] then [a-z0-9_-]* */
 
 enum spec_kind { SPEC_TRAIN = 0, SPEC_SERVE, SPEC_BATCH };
 enum spec_restart { RESTART_NEVER = 0, RESTART_ON_FAILURE, RESTART_ALWAYS };
@@ -55,6 +57,31 @@ struct spec_health {
 	uint64_t grace_ms;                /* default 0 */
 };
 
+/*
+ * One role of a multi-role training gang (train, roles:), like TFJob's chief,
+ * worker, ps and evaluator.  A parsed spec holds every role resolved: a role
+ * that gave no resources block has the job's (the block as a whole, not
+ * field by field), one without image or command has the job's, and env is
+ * the job's env with the role's own variables added (the role's value wins
+ * for a key both set).  Tasks are numbered role after role in the order the
+ * spec lists the roles.  The required roles (not optional) are one gang,
+ * placed all or nothing; an optional role's tasks are placed one by one once
+ * the gang runs, whenever they fit (README, "Multi-role training gangs").
+ */
+struct spec_role {
+	char *name;        /* [a-z][a-z0-9_-]*, at most SPEC_ROLE_NAME_MAX */
+	uint32_t count;    /* tasks of this role, default 1 */
+	bool optional;     /* default false */
+	bool own_res;      /* it gave resources: (else res is the job's) */
+	struct res res;    /* per task */
+	char *gpu_model;   /* or NULL */
+	char *image;       /* never NULL once parsed */
+	char **command;    /* never empty once parsed */
+	size_t ncommand;
+	struct spec_env *env;
+	size_t nenv;
+};
+
 /* Exactly one of target_gpu_util and target_cpu_util is set (the other is 0). */
 struct spec_autoscale {
 	bool set;
@@ -69,10 +96,11 @@ struct spec {
 	char *name;          /* required */
 	enum spec_kind kind; /* required: train | serve | batch */
 	char *image;         /* required: absolute rootfs path or oci:... */
-	char **command;      /* required, at least one element */
+	char **command;      /* required, at least one element (with roles:
+			      * optional when every role has its own; then NULL) */
 	size_t ncommand;
 	char *workdir;       /* cwd inside the container, default "/work" */
-	uint32_t workers;    /* train: default 1 */
+	uint32_t workers;    /* train: default 1; 0 with roles */
 	uint32_t replicas;   /* serve: default 1 */
 	uint32_t standby;    /* serve: default 0 */
 	uint32_t array;      /* batch: default 1 */
@@ -100,6 +128,8 @@ struct spec {
 				       * version's replica may take to become
 				       * healthy before the rollout rolls back;
 				       * default 2m (0 for other kinds) */
+	struct spec_role *roles; /* train, roles: (not with workers:), or NULL */
+	size_t nroles;
 };
 
 /* Parse YAML text.  path is used only in messages.  On success *out is a new
@@ -142,8 +172,16 @@ int spec_health_target(const struct spec_health *h, uint32_t port, char *out, si
  */
 bool spec_same_except_version(const struct spec *a, const struct spec *b, char *why, size_t len);
 
-/* Number of tasks the job expands into (workers, replicas + standby, array). */
+/* Number of tasks the job expands into (workers or the roles' counts,
+ * replicas + standby, array). */
 uint32_t spec_ntasks(const struct spec *s);
+/* The role task idx belongs to, and its index within that role (*index,
+ * may be NULL); NULL when the job has no roles or idx is out of range. */
+const struct spec_role *spec_task_role(const struct spec *s, uint32_t idx, uint32_t *index);
+/* Which roles form the torch world (torchrun's RANK/WORLD_SIZE) of a role
+ * job: "chief" or "master" (rank 0, like PyTorchJob's master) and "worker",
+ * in the spec's order with chief/master first. */
+bool spec_role_in_world(const struct spec_role *r);
 const char *spec_kind_str(enum spec_kind k);
 const char *spec_restart_str(enum spec_restart r);
 /* Job names: 1..SPEC_NAME_MAX chars, [a-z0-9] first, then [a-z0-9._-]. */

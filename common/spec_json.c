@@ -37,6 +37,45 @@ static cJSON *json_argv(char **argv, size_t n)
 	return a;
 }
 
+static cJSON *json_res(cJSON *parent, const char *key, const struct res *r, const char *model)
+{
+	cJSON *o = cJSON_AddObjectToObject(parent, key);
+
+	cJSON_AddNumberToObject(o, "gpus_milli", r->gpus_milli);
+	cJSON_AddNumberToObject(o, "gpu_memory", (double)r->gpu_mem);
+	json_str(o, "gpu_model", model);
+	cJSON_AddNumberToObject(o, "memory", (double)r->mem);
+	cJSON_AddNumberToObject(o, "cpu_milli", r->cpu_milli);
+	return o;
+}
+
+static cJSON *json_env(cJSON *parent, const struct spec_env *env, size_t n)
+{
+	cJSON *o = cJSON_AddObjectToObject(parent, "env");
+
+	for (size_t i = 0; i < n; i++)
+		cJSON_AddStringToObject(o, env[i].key, env[i].val);
+	return o;
+}
+
+/* Roles as parsed: resolved, so the JSON form reads back the same. */
+static void json_roles(cJSON *j, const struct spec *s)
+{
+	cJSON *rs = cJSON_AddObjectToObject(j, "roles");
+
+	for (size_t i = 0; i < s->nroles; i++) {
+		const struct spec_role *r = &s->roles[i];
+		cJSON *o = cJSON_AddObjectToObject(rs, r->name);
+
+		cJSON_AddNumberToObject(o, "count", r->count);
+		cJSON_AddBoolToObject(o, "optional", r->optional);
+		json_res(o, "resources", &r->res, r->gpu_model);
+		json_str(o, "image", r->image);
+		cJSON_AddItemToObject(o, "command", json_argv(r->command, r->ncommand));
+		json_env(o, r->env, r->nenv);
+	}
+}
+
 /* cJSON allocation failures are not survivable here any more than
  * xmalloc's; the result is checked once by the caller of spec_to_json. */
 cJSON *spec_to_json(const struct spec *s)
@@ -46,11 +85,17 @@ cJSON *spec_to_json(const struct spec *s)
 	json_str(j, "name", s->name);
 	json_str(j, "kind", spec_kind_str(s->kind));
 	json_str(j, "image", s->image);
-	cJSON_AddItemToObject(j, "command", json_argv(s->command, s->ncommand));
+	if (s->command)
+		cJSON_AddItemToObject(j, "command", json_argv(s->command, s->ncommand));
+	else
+		cJSON_AddNullToObject(j, "command"); /* roles that all have their own */
 	json_str(j, "workdir", s->workdir);
 	switch (s->kind) {
 	case SPEC_TRAIN:
-		cJSON_AddNumberToObject(j, "workers", s->workers);
+		if (s->roles)
+			json_roles(j, s);
+		else
+			cJSON_AddNumberToObject(j, "workers", s->workers);
 		break;
 	case SPEC_SERVE:
 		cJSON_AddNumberToObject(j, "replicas", s->replicas);
@@ -61,21 +106,14 @@ cJSON *spec_to_json(const struct spec *s)
 		cJSON_AddNumberToObject(j, "parallelism", s->parallelism);
 		break;
 	}
-	o = cJSON_AddObjectToObject(j, "resources");
-	cJSON_AddNumberToObject(o, "gpus_milli", s->res.gpus_milli);
-	cJSON_AddNumberToObject(o, "gpu_memory", (double)s->res.gpu_mem);
-	json_str(o, "gpu_model", s->gpu_model);
-	cJSON_AddNumberToObject(o, "memory", (double)s->res.mem);
-	cJSON_AddNumberToObject(o, "cpu_milli", s->res.cpu_milli);
+	json_res(j, "resources", &s->res, s->gpu_model);
 	cJSON_AddNumberToObject(j, "priority", s->priority);
 	o = cJSON_AddObjectToObject(j, "restart");
 	json_str(o, "policy", spec_restart_str(s->restart));
 	cJSON_AddNumberToObject(o, "max", s->restart_max);
 	o = cJSON_AddObjectToObject(j, "reschedule");
 	cJSON_AddNumberToObject(o, "max", s->reschedule_max);
-	o = cJSON_AddObjectToObject(j, "env");
-	for (size_t i = 0; i < s->nenv; i++)
-		cJSON_AddStringToObject(o, s->env[i].key, s->env[i].val);
+	json_env(j, s->env, s->nenv);
 	json_str(j, "policy", s->policy);
 	cJSON_AddItemToObject(j, "constraints", json_argv(s->constraints, s->nconstraints));
 	if (s->max_cost_milli)
@@ -236,9 +274,15 @@ bool spec_same_except_version(const struct spec *a, const struct spec *b, char *
 
 uint32_t spec_ntasks(const struct spec *s)
 {
+	uint32_t n = 0;
+
 	switch (s->kind) {
 	case SPEC_TRAIN:
-		return s->workers;
+		if (!s->roles)
+			return s->workers;
+		for (size_t i = 0; i < s->nroles; i++)
+			n += s->roles[i].count; /* at most SPEC_MAX_TASKS in all */
+		return n;
 	case SPEC_SERVE:
 		/* Saturate: both are uint32 and only the sum is checked. */
 		return s->replicas > UINT32_MAX - s->standby ? UINT32_MAX
@@ -247,6 +291,25 @@ uint32_t spec_ntasks(const struct spec *s)
 		return s->array;
 	}
 	return 0;
+}
+
+const struct spec_role *spec_task_role(const struct spec *s, uint32_t idx, uint32_t *index)
+{
+	for (size_t i = 0; i < s->nroles; i++) {
+		if (idx < s->roles[i].count) {
+			if (index)
+				*index = idx;
+			return &s->roles[i];
+		}
+		idx -= s->roles[i].count;
+	}
+	return NULL;
+}
+
+bool spec_role_in_world(const struct spec_role *r)
+{
+	return !strcmp(r->name, "chief") || !strcmp(r->name, "master") ||
+	       !strcmp(r->name, "worker");
 }
 
 const char *spec_kind_str(enum spec_kind k)

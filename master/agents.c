@@ -82,6 +82,92 @@ static void gang_env(struct master *m, struct job *j, struct task *t, cJSON *env
 	cJSON_Delete(tf);
 }
 
+/* "host:port" of task i of j. */
+static void task_addr(struct master *m, const struct job *j, uint32_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s:%u", node_addr(m, j->tasks[i].node), j->tasks[i].port);
+}
+
+/*
+ * The same conventions for a multi-role gang (roles:, spec.h).  TF_CONFIG's
+ * cluster lists every required role's tasks by role name, in task order
+ * (optional roles, an evaluator, are placed later and are not in it, as
+ * TensorFlow expects of an evaluator); task names the task's own role and
+ * index.  The torch world is the chief (or master) role, rank 0 like
+ * PyTorchJob's master, then the worker role: their tasks get RANK,
+ * WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (rank 0's); other
+ * roles (ps, evaluator) get none of these.  Every task gets
+ * MLSCHED_ROLE and MLSCHED_ROLE_INDEX.
+ */
+static void roles_env(struct master *m, struct job *j, struct task *t, cJSON *env)
+{
+	const struct spec *s = j->spec;
+	cJSON *tf = cJSON_CreateObject(), *cl, *task;
+	uint32_t index = 0, first = 0, world = 0, rank = 0, local = 0, rank0 = UINT32_MAX;
+	bool before = true; /* the walk has not reached t yet */
+	const struct spec_role *mine = spec_task_role(s, t->idx, &index);
+	bool in_world = mine && spec_role_in_world(mine);
+	char buf[96], *out;
+
+	cl = cJSON_AddObjectToObject(tf, "cluster");
+	for (size_t r = 0; r < s->nroles; r++) {
+		const struct spec_role *ro = &s->roles[r];
+		if (!ro->optional) {
+			cJSON *a = cJSON_AddArrayToObject(cl, ro->name);
+			for (uint32_t i = 0; i < ro->count; i++) {
+				task_addr(m, j, first + i, buf, sizeof(buf));
+				cJSON_AddItemToArray(a, cJSON_CreateString(buf));
+			}
+		}
+		first += ro->count;
+	}
+	task = cJSON_AddObjectToObject(tf, "task");
+	cJSON_AddStringToObject(task, "type", mine ? mine->name : "worker");
+	cJSON_AddNumberToObject(task, "index", index);
+	out = cJSON_PrintUnformatted(tf);
+	cJSON_AddStringToObject(env, "TF_CONFIG", out);
+	free(out);
+	cJSON_Delete(tf);
+	cJSON_AddStringToObject(env, "MLSCHED_ROLE", mine ? mine->name : "");
+	snprintf(buf, sizeof(buf), "%u", index);
+	cJSON_AddStringToObject(env, "MLSCHED_ROLE_INDEX", buf);
+	if (!in_world)
+		return;
+	/* World order: chief/master tasks, then worker tasks. */
+	for (int pass = 0; pass < 2; pass++) {
+		first = 0;
+		for (size_t r = 0; r < s->nroles; r++) {
+			const struct spec_role *ro = &s->roles[r];
+			bool head = strcmp(ro->name, "worker") != 0;
+			if (spec_role_in_world(ro) && head == (pass == 0)) {
+				for (uint32_t i = 0; i < ro->count; i++) {
+					uint32_t k = first + i;
+					if (rank0 == UINT32_MAX)
+						rank0 = k;
+					if (k == t->idx) {
+						rank = world;
+						before = false;
+					} else if (before &&
+						   !strcmp(j->tasks[k].node, t->node)) {
+						local++;
+					}
+					world++;
+				}
+			}
+			first += ro->count;
+		}
+	}
+	snprintf(buf, sizeof(buf), "%u", rank);
+	cJSON_AddStringToObject(env, "RANK", buf);
+	snprintf(buf, sizeof(buf), "%u", world);
+	cJSON_AddStringToObject(env, "WORLD_SIZE", buf);
+	snprintf(buf, sizeof(buf), "%u", local);
+	cJSON_AddStringToObject(env, "LOCAL_RANK", buf);
+	cJSON_AddStringToObject(env, "MASTER_ADDR", node_addr(m, j->tasks[rank0].node));
+	snprintf(buf, sizeof(buf), "%u", j->tasks[rank0].port);
+	cJSON_AddStringToObject(env, "MASTER_PORT", buf);
+}
+
 /* What the agent probes: the spec's check with the task's port filled in. */
 static void health_order(const struct spec *s, const struct task *t, cJSON *o)
 {
@@ -107,6 +193,13 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 {
 	struct node *n = node_find(m, t->node);
 	const struct spec *s = serve_task_spec(j, t);
+	const struct spec_role *role = spec_task_role(s, t->idx, NULL);
+	const char *image = role ? role->image : s->image;
+	char *const *command = role ? role->command : s->command;
+	size_t ncommand = role ? role->ncommand : s->ncommand;
+	const struct spec_env *envs = role ? role->env : s->env;
+	size_t nenv = role ? role->nenv : s->nenv;
+	const struct res *res = role ? &role->res : &s->res;
 	cJSON *o, *a, *env;
 	char buf[64];
 
@@ -118,20 +211,20 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 	cJSON_AddNumberToObject(o, "task", t->idx);
 	cJSON_AddNumberToObject(o, "attempt", t->attempt);
 	cJSON_AddStringToObject(o, "name", s->name);
-	cJSON_AddStringToObject(o, "image", s->image);
+	cJSON_AddStringToObject(o, "image", image);
 	cJSON_AddStringToObject(o, "workdir", s->workdir ? s->workdir : "/work");
 	a = cJSON_AddArrayToObject(o, "command");
-	for (size_t i = 0; i < s->ncommand; i++)
-		cJSON_AddItemToArray(a, cJSON_CreateString(s->command[i]));
+	for (size_t i = 0; i < ncommand; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(command[i]));
 	a = cJSON_AddArrayToObject(o, "gpus");
 	for (uint32_t i = 0; i < t->ngpus; i++)
 		cJSON_AddItemToArray(a, cJSON_CreateNumber(n->cap.gpus[t->gpu_pos[i]].index));
-	cJSON_AddNumberToObject(o, "gpus_milli", s->res.gpus_milli);
-	cJSON_AddNumberToObject(o, "memory", (double)s->res.mem);
-	cJSON_AddNumberToObject(o, "cpu_milli", s->res.cpu_milli);
+	cJSON_AddNumberToObject(o, "gpus_milli", res->gpus_milli);
+	cJSON_AddNumberToObject(o, "memory", (double)res->mem);
+	cJSON_AddNumberToObject(o, "cpu_milli", res->cpu_milli);
 	env = cJSON_AddObjectToObject(o, "env");
-	for (size_t i = 0; i < s->nenv; i++)
-		cJSON_AddStringToObject(env, s->env[i].key, s->env[i].val);
+	for (size_t i = 0; i < nenv; i++)
+		cJSON_AddStringToObject(env, envs[i].key, envs[i].val);
 	snprintf(buf, sizeof(buf), "%" PRIu64, j->id);
 	cJSON_AddStringToObject(env, "MLSCHED_JOB_ID", buf);
 	cJSON_AddStringToObject(env, "MLSCHED_JOB_NAME", s->name);
@@ -153,7 +246,9 @@ void agents_order_start(struct master *m, struct job *j, struct task *t)
 		if (s->health.set)
 			health_order(s, t, o);
 	}
-	if (s->kind == SPEC_TRAIN)
+	if (s->kind == SPEC_TRAIN && role)
+		roles_env(m, j, t, env);
+	else if (s->kind == SPEC_TRAIN)
 		gang_env(m, j, t, env);
 	if (s->kind == SPEC_BATCH) {
 		snprintf(buf, sizeof(buf), "%u", t->idx);

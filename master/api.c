@@ -682,6 +682,7 @@ struct top_job {
 	double cpu_pct, gpu_sum;
 	uint64_t mem;
 	uint32_t running, gpus_n;
+	uint64_t gpus_milli; /* what its running tasks asked for */
 };
 
 static int top_cmp(const void *a, const void *b)
@@ -716,6 +717,7 @@ static void do_top(struct master *m, const struct net_peer *peer, cJSON *body)
 			if (t->state != TASK_RUNNING)
 				continue;
 			e->running++;
+			e->gpus_milli += task_res(j, t)->gpus_milli;
 			e->cpu_pct += t->cpu_pct;
 			e->mem += t->mem_used;
 			nd = node_find(m, t->node);
@@ -741,8 +743,7 @@ static void do_top(struct master *m, const struct net_peer *peer, cJSON *body)
 		cJSON_AddNumberToObject(o, "running", tj[i].running);
 		cJSON_AddNumberToObject(o, "cpu_pct", tj[i].cpu_pct);
 		cJSON_AddNumberToObject(o, "mem_used", (double)tj[i].mem);
-		cJSON_AddNumberToObject(o, "gpus", (double)tj[i].j->spec->res.gpus_milli / 1000.0 *
-							 tj[i].running);
+		cJSON_AddNumberToObject(o, "gpus", (double)tj[i].gpus_milli / 1000.0);
 		cJSON_AddNumberToObject(o, "gpu_util",
 					tj[i].gpus_n ? tj[i].gpu_sum / tj[i].gpus_n : -1);
 		cJSON_AddItemToArray(js, o);

@@ -410,6 +410,9 @@ struct need {
 	struct job *j;
 	struct sched_req req;
 	struct sched_cons cons[SCHED_MAX_CONS];
+	/* A multi-role gang (roles:): its required roles, one part each;
+	 * req.parts points here once the array stops moving (need_parts). */
+	struct sched_part parts[SPEC_MAX_ROLES];
 	bool placed; /* by what exists or is booting */
 };
 
@@ -453,6 +456,23 @@ static void need_init(struct master *m, struct need *nd, struct job *j, uint32_t
 				     sizeof(why)) == 0)
 			nd->req.ncons++;
 	nd->req.cons = nd->cons;
+	/* A role job's gang: its required roles (optional ones never burst). */
+	nd->req.ntasks = s->roles ? 0 : ntasks;
+	for (size_t r = 0; r < s->nroles; r++) {
+		const struct spec_role *ro = &s->roles[r];
+		if (ro->optional)
+			continue;
+		nd->parts[nd->req.nparts++] = (struct sched_part){ro->name, ro->count, ro->res,
+								   ro->gpu_model};
+		nd->req.ntasks += ro->count;
+	}
+}
+
+/* Point each need's request at its parts, after the array last moved. */
+static void need_parts(struct need *needs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		needs[i].req.parts = needs[i].req.nparts ? needs[i].parts : NULL;
 }
 
 /* The jobs that have waited for capacity for burst_after, in queue order;
@@ -504,6 +524,7 @@ static struct need *collect_needs(struct master *m, size_t *count)
 	ps->nseen = ns;
 	if (nn)
 		qsort(needs, nn, sizeof(*needs), need_cmp);
+	need_parts(needs, nn);
 	*count = nn;
 	return needs;
 }

@@ -311,6 +311,13 @@ struct job *job_create(struct master *m, struct spec *spec);
 /* Recompute the job's state from its tasks; queue stop orders when the job
  * failed or is being cancelled. */
 void job_update(struct master *m, struct job *j);
+/* What one task of j asks for: its role's resources (roles:), else the
+ * job's.  Valid while j's spec is. */
+const struct res *task_res(const struct job *j, const struct task *t);
+/* t belongs to an optional role (roles: ... optional: true): it is placed
+ * after the gang, on its own, when it fits (sched.c), and the job's
+ * success does not wait for it (job_update). */
+bool task_optional(const struct job *j, const struct task *t);
 /* Record that t's current attempt was placed on t->node (runs). */
 void task_ran(struct task *t);
 /* Give a task's resources back to its node (if any) and mark it terminal. */

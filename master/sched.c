@@ -114,7 +114,7 @@ void sched_sync_node(struct master *m, struct node *n)
 		if (!live(t->state) || strcmp(t->node, n->name) != 0)
 			continue;
 		slot_of(n, t, &sl);
-		if (sched_take(m->core, &j->spec->res, &sl, 1) != 0) {
+		if (sched_take(m->core, task_res(j, t), &sl, 1) != 0) {
 			snprintf(t->reason, sizeof(t->reason), "node %s no longer has room for it",
 				 n->name);
 			node_task_del(m, j, t);
@@ -135,7 +135,7 @@ void sched_task_release(struct master *m, struct job *j, struct task *t)
 	if (!n || !n->sn)
 		return;
 	slot_of(n, t, &sl);
-	sched_release(m->core, &j->spec->res, &sl, 1);
+	sched_release(m->core, task_res(j, t), &sl, 1);
 	m->sched_dirty = true;
 }
 
@@ -150,6 +150,8 @@ struct want {
 	struct sched_cons *cons; /* only for jobs with constraints (a pass builds
 				  * one want per live job: keep them small) */
 	struct sched_slot *held;
+	struct res *held_res;     /* role jobs: what each held slot takes */
+	struct sched_part *parts; /* role jobs: one part per role placed */
 	bool waited;     /* got a SCHED_WAIT already */
 };
 
@@ -213,6 +215,82 @@ static void want_avoid(struct pass *p, struct want *w)
 	w->sj.req.navoid = n;
 }
 
+/*
+ * A role job's pending work (roles:, spec.h).  The required roles are one
+ * gang, placed all or nothing as one request with a part per role, once
+ * nothing of the job runs any more (a gang restarts whole).  An optional
+ * role's task is a best-effort request of its own (one part, so that its
+ * reason names the role), only while every required task is placed and
+ * nothing is being stopped: its TF_CONFIG names the gang's addresses.
+ * Returns the requests added.
+ */
+static size_t collect_roles(struct pass *p, struct job *j, uint32_t nlive, uint32_t stopping)
+{
+	const struct spec *s = j->spec;
+	uint32_t none_req = 0, placed_req = 0, nreq = 0;
+	size_t added = 0;
+
+	for (uint32_t k = 0; k < j->ntasks; k++) {
+		struct task *t = &j->tasks[k];
+		if (task_optional(j, t))
+			continue;
+		nreq++;
+		none_req += t->state == TASK_NONE;
+		placed_req += live(t->state);
+	}
+	if (none_req > 0) {
+		if (nlive > 0)
+			return 0; /* wait for the rest to stop */
+		struct want *w = want_new(p, j);
+		uint32_t first = 0;
+		w->tasks = xcalloc(none_req, sizeof(*w->tasks));
+		w->parts = xcalloc(s->nroles, sizeof(*w->parts));
+		for (size_t r = 0; r < s->nroles; r++) {
+			const struct spec_role *ro = &s->roles[r];
+			struct sched_part *pt = &w->parts[w->sj.req.nparts];
+			for (uint32_t i = 0; i < ro->count && !ro->optional; i++) {
+				if (j->tasks[first + i].state != TASK_NONE)
+					continue;
+				w->tasks[w->sj.req.ntasks++] = first + i;
+				pt->ntasks++;
+			}
+			first += ro->count;
+			if (pt->ntasks == 0)
+				continue;
+			pt->name = ro->name;
+			pt->res = ro->res;
+			pt->gpu_model = ro->gpu_model;
+			w->sj.req.nparts++;
+		}
+		w->sj.req.parts = w->parts;
+		want_cons(w);
+		want_avoid(p, w);
+		return 1;
+	}
+	if (placed_req < nreq || stopping > 0)
+		return 0;
+	for (uint32_t k = 0; k < j->ntasks; k++) {
+		struct task *t = &j->tasks[k];
+		const struct spec_role *ro;
+		if (t->state != TASK_NONE || !task_optional(j, t))
+			continue;
+		ro = spec_task_role(s, k, NULL);
+		struct want *w = want_new(p, j);
+		w->tasks = xcalloc(1, sizeof(*w->tasks));
+		w->tasks[0] = k;
+		w->sj.req.ntasks = 1;
+		w->parts = xcalloc(1, sizeof(*w->parts));
+		w->parts[0] = (struct sched_part){ro->name, 1, ro->res, ro->gpu_model};
+		w->sj.req.parts = w->parts;
+		w->sj.req.nparts = 1;
+		w->sj.best_effort = true;
+		w->sj.may_preempt = false;
+		want_cons(w);
+		added++;
+	}
+	return added;
+}
+
 /* Turn unfinished jobs into core requests (pending work) and holdings
  * (running work, the preemption candidates); counts go to *np and *nr. */
 static void collect(struct pass *p, size_t *np, size_t *nr)
@@ -245,15 +323,25 @@ static void collect(struct pass *p, size_t *np, size_t *nr)
 				struct node *nd;
 				if (!live(t->state) || !(nd = node_find(m, t->node)) || !nd->sn)
 					continue;
+				if (j->spec->roles) {
+					if (!w->held_res)
+						w->held_res = xcalloc(nlive, sizeof(*w->held_res));
+					w->held_res[h] = *task_res(j, t);
+				}
 				slot_of(nd, t, &w->held[h++]);
 			}
 			w->sj.held = w->held;
+			w->sj.held_res = w->held_res;
 			w->sj.nheld = h;
 			w->sj.req.ntasks = 0; /* marks a running entry */
 			(*nr)++;
 		}
 		if (none == 0 || j->preempted_by)
 			continue;
+		if (j->spec->roles) {
+			*np += collect_roles(p, j, nlive, stopping);
+			continue;
+		}
 		if (j->spec->kind == SPEC_TRAIN && nlive > 0)
 			continue; /* a gang restarts whole: wait for the rest to stop */
 		if (j->spec->kind == SPEC_BATCH) {
@@ -327,6 +415,8 @@ static void on_placed(struct master *m, struct want *w, const struct sched_slot 
 		}
 		agents_order_start(m, j, t);
 	}
+	if (j->spec->roles)
+		m->sched_dirty = true; /* optional roles may place now */
 	if (j->state == JOB_PENDING) {
 		j->state = JOB_PLACING;
 		log_info("job=%" PRIu64 " name=%s placed: %u tasks", j->id, j->spec->name,
@@ -424,6 +514,8 @@ int sched_run(struct master *m)
 		free(p.wants[i].cons);
 		free(p.wants[i].avoid);
 		free(p.wants[i].held);
+		free(p.wants[i].held_res);
+		free(p.wants[i].parts);
 	}
 	free(p.wants);
 	free(pend);

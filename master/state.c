@@ -312,6 +312,20 @@ struct job *job_create(struct master *m, struct spec *spec)
 	return j;
 }
 
+const struct res *task_res(const struct job *j, const struct task *t)
+{
+	const struct spec_role *r = spec_task_role(j->spec, t->idx, NULL);
+
+	return r ? &r->res : &j->spec->res;
+}
+
+bool task_optional(const struct job *j, const struct task *t)
+{
+	const struct spec_role *r = spec_task_role(j->spec, t->idx, NULL);
+
+	return r && r->optional;
+}
+
 void task_finish(struct master *m, struct job *j, struct task *t, enum task_state st)
 {
 	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->state == TASK_RUNNING) {
@@ -490,9 +504,44 @@ static void apply_restarts(struct master *m, struct job *j)
 	}
 }
 
+static bool chief_role(const struct spec_role *r)
+{
+	return !strcmp(r->name, "chief") || !strcmp(r->name, "master");
+}
+
+/*
+ * A role job has succeeded when the tasks that decide it exited 0 (and are
+ * not being requeued): the chief (or master) role's when it has one, as
+ * TFJob's chief decides (parameter servers never exit by themselves);
+ * otherwise every required role's.  What still runs is then stopped.
+ */
+static bool roles_succeeded(const struct job *j)
+{
+	const struct spec *s = j->spec;
+	uint32_t first = 0, n = 0;
+	bool chief = false;
+
+	for (size_t r = 0; r < s->nroles; r++)
+		chief |= chief_role(&s->roles[r]);
+	for (size_t r = 0; r < s->nroles; r++) {
+		const struct spec_role *ro = &s->roles[r];
+		bool decides = chief ? chief_role(ro) : !ro->optional;
+		for (uint32_t i = 0; decides && i < ro->count; i++) {
+			const struct task *t = &j->tasks[first + i];
+			if (t->state != TASK_EXITED || t->exit_code != 0 || t->signal != 0 ||
+			    t->requeue)
+				return false;
+			n++;
+		}
+		first += ro->count;
+	}
+	return n > 0;
+}
+
 void job_update(struct master *m, struct job *j)
 {
 	uint32_t running = 0, ok = 0, live = 0, none = 0, nbad = 0, req_live = 0, req_done = 0;
+	uint32_t opt_none = 0; /* optional tasks waiting to be placed */
 	uint32_t counted = 0; /* tasks not being retired */
 	struct task *bad = NULL;
 	enum job_state old = j->state;
@@ -500,10 +549,12 @@ void job_update(struct master *m, struct job *j)
 	 * requeue takes every task (train only: replicas restart alone). */
 	bool gang = j->spec->kind != SPEC_BATCH;
 	bool whole = j->spec->kind == SPEC_TRAIN;
+	bool roles_done;
 
 	if (job_terminal(j->state))
 		return;
 	apply_restarts(m, j);
+	roles_done = j->spec->roles && !j->cancel && roles_succeeded(j);
 	for (uint32_t i = 0; i < j->ntasks; i++) {
 		struct task *t = &j->tasks[i];
 		bool t_ok = t->state == TASK_EXITED && t->exit_code == 0 && t->signal == 0;
@@ -511,6 +562,24 @@ void job_update(struct master *m, struct job *j)
 			/* Scaled away: neither a success nor a failure. */
 			if (!task_terminal(t->state) && t->state != TASK_NONE)
 				live++;
+			continue;
+		}
+		if (task_optional(j, t)) {
+			/* Neither needed for running nor for success; one that
+			 * fails on its own fails the gang like any task, one we
+			 * stopped (the gang ended or moves) just ended. */
+			opt_none += t->state == TASK_NONE;
+			if (t->state != TASK_NONE && !task_terminal(t->state)) {
+				live++;
+				if (t->requeue)
+					req_live++;
+			} else if (task_terminal(t->state) && t->requeue) {
+				req_done++;
+			} else if (task_terminal(t->state) && !t_ok && !t->stop_sent) {
+				nbad++;
+				if (!bad || bad->stop_sent)
+					bad = t;
+			}
 			continue;
 		}
 		counted++;
@@ -537,7 +606,15 @@ void job_update(struct master *m, struct job *j)
 				req_live++;
 		}
 	}
-	if (j->cancel) {
+	if (roles_done) {
+		/* What else runs (parameter servers, optional roles) is
+		 * stopped; how it then ends does not matter. */
+		job_stop_tasks(m, j);
+		if (live == 0) {
+			j->state = JOB_SUCCEEDED;
+			j->reason[0] = '\0';
+		}
+	} else if (j->cancel) {
 		job_stop_tasks(m, j);
 		if (live == 0) {
 			j->state = JOB_CANCELLED;
@@ -593,7 +670,9 @@ void job_update(struct master *m, struct job *j)
 				 nbad, j->ntasks, first);
 	} else if (gang && running + ok == counted) {
 		j->state = JOB_RUNNING;
-		j->reason[0] = '\0';
+		/* Why optional tasks still wait (sched.c on_wait) stays. */
+		if (opt_none == 0)
+			j->reason[0] = '\0';
 	} else if (!gang && running > 0) {
 		j->state = JOB_RUNNING;
 	} else if (!gang && live + ok + nbad > 0 && j->state == JOB_PENDING) {
@@ -710,10 +789,13 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	/* The record keeps every slot (a serve job's retired ones too); users
 	 * see the tasks in use. */
 	uint32_t inuse = 0;
-	for (uint32_t i = 0; i < j->ntasks; i++)
+	uint64_t gpus_milli = 0;
+	for (uint32_t i = 0; i < j->ntasks; i++) {
 		inuse += !j->tasks[i].retire;
+		gpus_milli += j->tasks[i].retire ? 0 : task_res(j, &j->tasks[i])->gpus_milli;
+	}
 	cJSON_AddNumberToObject(o, "ntasks", store ? j->ntasks : inuse);
-	cJSON_AddNumberToObject(o, "gpus_milli", (double)j->spec->res.gpus_milli * inuse);
+	cJSON_AddNumberToObject(o, "gpus_milli", (double)gpus_milli);
 	cJSON_AddNumberToObject(o, "submitted", (double)j->submitted);
 	cJSON_AddNumberToObject(o, "finished", (double)j->finished);
 	cJSON_AddBoolToObject(o, "cancel", j->cancel);
@@ -734,8 +816,19 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 		/* The store keeps each task under its own key (state_flush). */
 		if (!store) {
 			cJSON *ts = cJSON_AddArrayToObject(o, "tasks");
-			for (uint32_t i = 0; i < j->ntasks; i++)
-				cJSON_AddItemToArray(ts, task_to_json(m, &j->tasks[i], store));
+			for (uint32_t i = 0; i < j->ntasks; i++) {
+				cJSON *tj = task_to_json(m, &j->tasks[i], store);
+				uint32_t index;
+				const struct spec_role *r = spec_task_role(j->spec, i, &index);
+				/* A train job's role (roles:); a serve task's
+				 * "role" is serving or standby. */
+				if (r) {
+					cJSON_AddStringToObject(tj, "role", r->name);
+					cJSON_AddNumberToObject(tj, "role_index", index);
+					cJSON_AddBoolToObject(tj, "optional", r->optional);
+				}
+				cJSON_AddItemToArray(ts, tj);
+			}
 		}
 		cJSON_AddItemToObject(o, "spec", spec_to_json(j->spec));
 	}

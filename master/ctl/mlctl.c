@@ -640,10 +640,19 @@ static int cmd_status(int argc, char **argv)
 		return 0;
 	}
 	putchar('\n');
-	printf("%-5s %-9s %-16s %-8s %5s %7s %9s %5s  %s\n", "TASK", "STATE", "NODE", "GPUS",
-	       "EXIT", "CPU%", "MEMORY", "GPU%", "REASON");
-	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "tasks"))
+	/* A multi-role gang (roles:) shows each task's role and index. */
+	const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(j, "tasks");
+	bool roles = cJSON_GetArraySize(tasks) > 0 &&
+		     cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(tasks, 0), "role_index");
+	if (roles)
+		printf("%-5s %-14s %-9s %-16s %-8s %5s %7s %9s %5s  %s\n", "TASK", "ROLE", "STATE",
+		       "NODE", "GPUS", "EXIT", "CPU%", "MEMORY", "GPU%", "REASON");
+	else
+		printf("%-5s %-9s %-16s %-8s %5s %7s %9s %5s  %s\n", "TASK", "STATE", "NODE",
+		       "GPUS", "EXIT", "CPU%", "MEMORY", "GPU%", "REASON");
+	cJSON_ArrayForEach(t, tasks)
 	{
+		char role[48] = "";
 		char gpus[64] = "", exit_s[16] = "-", mem[24] = "-";
 		const cJSON *g;
 		const char *st = str(t, "state");
@@ -659,7 +668,13 @@ static int cmd_status(int argc, char **argv)
 		char gpct[16] = "-";
 		if (num(t, "gpu_util") >= 0 && cJSON_GetObjectItemCaseSensitive(t, "gpu_util"))
 			snprintf(gpct, sizeof(gpct), "%.0f", num(t, "gpu_util"));
-		printf("%-5.0f %-9s %-16s %-8s %5s %7.1f %9s %5s  %s\n", num(t, "task"), st,
+		if (roles) {
+			snprintf(role, sizeof(role), "%s/%.0f", str(t, "role"), num(t, "role_index"));
+			printf("%-5.0f %-14s ", num(t, "task"), role);
+		} else {
+			printf("%-5.0f ", num(t, "task"));
+		}
+		printf("%-9s %-16s %-8s %5s %7.1f %9s %5s  %s\n", st,
 		       *str(t, "node") ? str(t, "node") : "-", gpus[0] ? gpus : "-", exit_s,
 		       num(t, "cpu_pct"), mem, gpct, str(t, "reason"));
 	}

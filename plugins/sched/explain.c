@@ -183,8 +183,44 @@ static void explain_res(const struct sched_req *req, const struct expl *e, bool 
 		 empty ? "" : " free");
 }
 
-/* A full reason (sched_int.h). */
+static void explain_one(const struct sched *s, const struct sched_req *req, bool empty,
+			bool respect, char *buf, size_t len);
+
+/* A full reason (sched_int.h).  A gang of parts: the first role that does
+ * not fit alone, by name, or that they fit only one by one. */
 void sched_explain_full(const struct sched *s, const struct sched_req *req, bool empty,
+			bool respect, char *buf, size_t len)
+{
+	struct sched_req sub;
+	char one[SCHED_REASON_LEN];
+
+	if (req->nparts == 0) {
+		explain_one(s, req, empty, respect, buf, len);
+		return;
+	}
+	for (uint32_t i = 0; i < req->nparts; i++) {
+		struct expl e;
+
+		sched_req_part(req, i, &sub);
+		if (res_check(&sub.res, NULL, 0) == 0) {
+			explain_walk(s, &sub, empty, &e);
+			if ((respect && !empty ? e.cap_resv : e.cap_all) >= sub.ntasks)
+				continue; /* this role fits alone */
+		}
+		explain_one(s, &sub, empty, respect, one, sizeof(one));
+		snprintf(buf, len, "role %s: %s", req->parts[i].name ? req->parts[i].name : "?",
+			 one);
+		return;
+	}
+	if (empty)
+		snprintf(buf, len, "its %" PRIu32 " roles fit one by one but not all %" PRIu32
+			 " tasks at once", req->nparts, req->ntasks);
+	else
+		snprintf(buf, len, "its %" PRIu32 " roles each fit now, but not all %" PRIu32
+			 " tasks at once", req->nparts, req->ntasks);
+}
+
+static void explain_one(const struct sched *s, const struct sched_req *req, bool empty,
 			bool respect, char *buf, size_t len)
 {
 	struct expl e;

@@ -166,6 +166,12 @@ void sched_mix_learn(struct sched *s, const struct sched_req *req)
 {
 	const char *m = req->gpu_model;
 
-	if (s->mix_learn && req->ntasks > 0)
+	for (uint32_t i = 0; s->mix_learn && i < req->nparts; i++) {
+		m = req->parts[i].gpu_model;
+		if (req->parts[i].ntasks > 0)
+			sched_mix_add(s, &req->parts[i].res, &m, m && m[0] ? 1 : 0,
+				      req->parts[i].ntasks);
+	}
+	if (s->mix_learn && req->nparts == 0 && req->ntasks > 0)
 		sched_mix_add(s, &req->res, &m, m && m[0] ? 1 : 0, req->ntasks);
 }

@@ -106,7 +106,7 @@ static int ord_cmp(const void *a, const void *b)
 }
 
 /* Could req fit on an empty cluster (only schedulable, matching nodes)? */
-static bool fits_empty(const struct sched *s, const struct sched_req *req)
+static bool fits_empty1(const struct sched *s, const struct sched_req *req)
 {
 	uint64_t sum = 0;
 
@@ -123,7 +123,7 @@ static bool fits_empty(const struct sched *s, const struct sched_req *req)
 
 /* Would req fit now if no node were reserved?  Only the buckets that can
  * hold a task are walked. */
-static bool fits_unreserved(const struct sched *s, const struct sched_req *req)
+static bool fits_unreserved1(const struct sched *s, const struct sched_req *req)
 {
 	uint32_t g = res_whole_gpus(&req->res), from = g;
 	uint64_t sum = 0;
@@ -150,6 +150,36 @@ static bool fits_unreserved(const struct sched *s, const struct sched_req *req)
 	return sum >= req->ntasks;
 }
 
+/* The same tests for a gang of parts (sched.h, struct sched_req): each
+ * part alone, a necessary condition only, since parts compete for nodes. */
+static bool fits_empty(const struct sched *s, const struct sched_req *req)
+{
+	struct sched_req sub;
+
+	if (req->nparts == 0)
+		return fits_empty1(s, req);
+	for (uint32_t i = 0; i < req->nparts; i++) {
+		sched_req_part(req, i, &sub);
+		if (!fits_empty1(s, &sub))
+			return false;
+	}
+	return true;
+}
+
+static bool fits_unreserved(const struct sched *s, const struct sched_req *req)
+{
+	struct sched_req sub;
+
+	if (req->nparts == 0)
+		return fits_unreserved1(s, req);
+	for (uint32_t i = 0; i < req->nparts; i++) {
+		sched_req_part(req, i, &sub);
+		if (!fits_unreserved1(s, &sub))
+			return false;
+	}
+	return true;
+}
+
 /* Why a job that does not fit even without reservations waits.  For the
  * common case, a whole-GPU task no node has room for, the answer comes from
  * the first matching node in the highest bucket; otherwise (and for a job
@@ -158,6 +188,12 @@ static bool fits_unreserved(const struct sched *s, const struct sched_req *req)
 static void blocked_reason(const struct sched *s, const struct sched_req *req, char *buf,
 			   size_t len)
 {
+	if (req->nparts) {
+		/* explain.c names the role that does not fit. */
+		sched_explain_full(s, req, false, false, buf, len);
+		return;
+	}
+
 	uint32_t g = res_whole_gpus(&req->res);
 
 	if (g > 0 && !req->res.gpu_mem && !req->max_cost_milli) {
@@ -203,6 +239,8 @@ static bool same_shape(const struct sched_job *a, const struct sched_job *b)
 	const struct sched_req *x = &a->req, *y = &b->req;
 	const char *mx = x->gpu_model ? x->gpu_model : "", *my = y->gpu_model ? y->gpu_model : "";
 
+	if (x->nparts || y->nparts || a->best_effort != b->best_effort)
+		return false; /* gangs of parts are not compared */
 	return x->ntasks == y->ntasks && x->res.gpus_milli == y->res.gpus_milli &&
 	       x->res.gpu_mem == y->res.gpu_mem && x->res.mem == y->res.mem &&
 	       x->res.cpu_milli == y->res.cpu_milli && x->priority == y->priority &&
@@ -279,7 +317,10 @@ static void cand_prepare(struct sched *s, struct sched_job **running, size_t nru
 			continue;
 		s->cand[nc].idx = i;
 		s->cand[nc].job = r;
-		s->cand[nc].gpus = (uint64_t)r->nheld * r->req.res.gpus_milli;
+		s->cand[nc].gpus = 0;
+		for (uint32_t k = 0; k < r->nheld; k++)
+			s->cand[nc].gpus += r->held_res ? r->held_res[k].gpus_milli
+							: r->req.res.gpus_milli;
 		s->cand[nc].state = 0;
 		nc++;
 	}
@@ -295,7 +336,8 @@ static void job_give(struct sched *s, const struct sched_job *j)
 		struct sched_node *n = sched_node_get(s, j->held[i].node);
 
 		if (n)
-			sched_journal(s, n, &j->req.res, &j->held[i], false);
+			sched_journal(s, n, j->held_res ? &j->held_res[i] : &j->req.res,
+				      &j->held[i], false);
 	}
 }
 
@@ -305,7 +347,8 @@ static void job_retake(struct sched *s, const struct sched_job *j)
 		struct sched_node *n = sched_node_get(s, j->held[i].node);
 
 		if (n)
-			sched_journal(s, n, &j->req.res, &j->held[i], true);
+			sched_journal(s, n, j->held_res ? &j->held_res[i] : &j->req.res,
+				      &j->held[i], true);
 	}
 }
 
@@ -432,7 +475,7 @@ static int rank_cmp(const void *a, const void *b)
 
 /* A fresh reservation for j: the matching nodes with the most room now,
  * until they could hold all of j's tasks once emptied. */
-static void reserve_greedy(struct sched *s, const struct sched_req *req)
+static void reserve_greedy1(struct sched *s, const struct sched_req *req)
 {
 	size_t nr = 0;
 	uint64_t sum = 0;
@@ -462,9 +505,44 @@ static void reserve_greedy(struct sched *s, const struct sched_req *req)
 	}
 }
 
+/* A gang of parts reserves, for each part, the nodes that one would. */
+static void reserve_greedy(struct sched *s, const struct sched_req *req)
+{
+	struct sched_req sub;
+
+	if (req->nparts == 0) {
+		reserve_greedy1(s, req);
+		return;
+	}
+	for (uint32_t i = 0; i < req->nparts; i++) {
+		sched_req_part(req, i, &sub);
+		reserve_greedy1(s, &sub);
+	}
+}
+
 /* Re-mark j's reservation from the last pass if its nodes still could hold
- * all its tasks once emptied. */
+ * all its tasks once emptied (a gang of parts: each part). */
+static bool reserve_keep1(struct sched *s, const struct sched_req *req, size_t nold, bool mark);
+
 static bool reserve_keep(struct sched *s, const struct sched_req *req, size_t nold)
+{
+	struct sched_req sub;
+
+	if (req->nparts == 0)
+		return reserve_keep1(s, req, nold, true);
+	for (uint32_t i = 0; i < req->nparts; i++) {
+		sched_req_part(req, i, &sub);
+		if (!reserve_keep1(s, &sub, nold, false))
+			return false;
+	}
+	for (uint32_t i = 0; i < req->nparts; i++) {
+		sched_req_part(req, i, &sub);
+		reserve_keep1(s, &sub, nold, true);
+	}
+	return true;
+}
+
+static bool reserve_keep1(struct sched *s, const struct sched_req *req, size_t nold, bool mark)
 {
 	uint64_t sum = 0;
 
@@ -476,7 +554,7 @@ static bool reserve_keep(struct sched *s, const struct sched_req *req, size_t no
 	}
 	if (nold == 0 || sum < req->ntasks)
 		return false;
-	for (size_t i = 0; i < nold; i++) {
+	for (size_t i = 0; mark && i < nold; i++) {
 		struct sched_node *n = sched_node_get(s, s->old[i]);
 
 		if (n && node_ok(n, req, true) &&
@@ -569,7 +647,7 @@ int sched_pass(struct sched *s, struct sched_job **pending, size_t npending,
 		s->slots =
 		    sched_grow32(s->slots, &s->slots_cap, req->ntasks + 1, sizeof(*s->slots));
 		s->dry = sched_grow32(s->dry, &s->dry_cap, req->ntasks + 1, sizeof(*s->dry));
-		if (res_check(&req->res, NULL, 0) == 0 &&
+		if (sched_req_check(req) == 0 &&
 		    sched_place_journaled(s, req, s->slots, true) == 0) {
 			sched_mix_learn(s, req);
 			memset(&a, 0, sizeof(a));
@@ -578,6 +656,13 @@ int sched_pass(struct sched *s, struct sched_job **pending, size_t npending,
 			a.slots = s->slots;
 			emit(arg, &a);
 			placed++;
+			continue;
+		}
+		if (j->best_effort) {
+			/* Never the reservation, never a preemption. */
+			sched_explain_full(s, req, false, true, more, sizeof(more));
+			emit_wait(emit, arg, j, more);
+			memo_add(s, j, more);
 			continue;
 		}
 		if (!fits_empty(s, req)) {

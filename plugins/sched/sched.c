@@ -577,6 +577,26 @@ uint32_t sched_node_cap(const struct sched_node *n, const struct res *r, bool em
 
 /* ---- placing ---- */
 
+void sched_req_part(const struct sched_req *req, uint32_t i, struct sched_req *out)
+{
+	*out = *req;
+	out->ntasks = req->parts[i].ntasks;
+	out->res = req->parts[i].res;
+	out->gpu_model = req->parts[i].gpu_model;
+	out->parts = NULL;
+	out->nparts = 0;
+}
+
+int sched_req_check(const struct sched_req *req)
+{
+	if (req->nparts == 0)
+		return res_check(&req->res, NULL, 0);
+	for (uint32_t i = 0; i < req->nparts; i++)
+		if (res_check(&req->parts[i].res, NULL, 0) != 0)
+			return ERR_INVAL;
+	return 0;
+}
+
 static int place_policy(struct sched *s, const struct sched_req *req, struct sched_slot *slots,
 			bool keep);
 
@@ -607,20 +627,35 @@ int sched_place_journaled(struct sched *s, const struct sched_req *req, struct s
 	return rc;
 }
 
+/* One try with req's policy.  A gang of parts places part after part; each
+ * pick sees every task of the gang chosen so far (spread keeps the roles
+ * apart too). */
 static int place_policy(struct sched *s, const struct sched_req *req, struct sched_slot *slots,
 			bool keep)
 {
 	const struct sched_policy *p = req->policy ? req->policy : &sched_binpack;
+	uint32_t nparts = req->nparts ? req->nparts : 1, at = 0;
 	size_t mark = s->jlen;
+	struct sched_req sub;
 
-	for (uint32_t i = 0; i < req->ntasks; i++) {
-		struct sched_node *n = p->pick(s, req, slots, i);
+	for (uint32_t k = 0; k < nparts; k++) {
+		const struct sched_req *r = req;
+		const struct res *res = &req->res;
 
-		if (!n || !sched_fits(s, n, req, &slots[i])) {
-			sched_rollback(s, mark);
-			return ERR_NOFIT;
+		if (req->nparts) {
+			sched_req_part(req, k, &sub);
+			r = &sub;
+			res = &req->parts[k].res; /* outlives the journal entry */
 		}
-		sched_journal(s, n, &req->res, &slots[i], true);
+		for (uint32_t i = 0; i < r->ntasks; i++, at++) {
+			struct sched_node *n = p->pick(s, r, slots, at);
+
+			if (!n || !sched_fits(s, n, r, &slots[at])) {
+				sched_rollback(s, mark);
+				return ERR_NOFIT;
+			}
+			sched_journal(s, n, res, &slots[at], true);
+		}
 	}
 	if (keep)
 		s->jlen = mark;
@@ -633,7 +668,7 @@ int sched_place(struct sched *s, const struct sched_req *req, struct sched_slot 
 {
 	int rc;
 
-	if (res_check(&req->res, NULL, 0) != 0)
+	if (sched_req_check(req) != 0)
 		return ERR_NOFIT;
 	rc = sched_place_journaled(s, req, slots, true);
 	sched_mix_learn(s, req);

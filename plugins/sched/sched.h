@@ -84,7 +84,27 @@ struct sched_slot {
 struct sched;
 struct sched_policy;
 
-/* What a job asks for in one step: ntasks tasks, each needing res. */
+/*
+ * One role of a multi-role gang (sched_req.parts): ntasks tasks, each
+ * needing res, on nodes with gpu_model.  name is only for reasons ("role
+ * ps: needs 64 CPUs on one node; largest node has 16").
+ */
+struct sched_part {
+	const char *name;
+	uint32_t ntasks;
+	struct res res;
+	const char *gpu_model; /* NULL = any */
+};
+
+/*
+ * What a job asks for in one step: ntasks tasks, each needing res; or, with
+ * nparts > 0, a gang of parts whose tasks differ: parts[0]'s tasks first,
+ * then parts[1]'s and so on (slots come back in that order), ntasks their
+ * sum, and res and gpu_model unused.  Either way all or nothing.  Of a gang
+ * of parts the queue knows only necessary conditions for "could fit on an
+ * empty cluster" (each part could, alone), so such a gang may hold the
+ * reservation and still wait; placing itself is exact.
+ */
 struct sched_req {
 	uint64_t job;       /* non-zero id: reservations and spread use it */
 	int32_t priority;
@@ -99,7 +119,15 @@ struct sched_req {
 	uint32_t navoid;
 	/* Nodes whose cost_milli is above this are infeasible; 0 = any cost. */
 	uint32_t max_cost_milli;
+	const struct sched_part *parts; /* NULL: every task is res */
+	uint32_t nparts;
 };
+
+/* Part i of req as a request of its own (req's job, priority, constraints,
+ * policy and avoid list; parts NULL). */
+void sched_req_part(const struct sched_req *req, uint32_t i, struct sched_req *out);
+/* 0 when every task's request is well formed (res_check), else ERR_INVAL. */
+int sched_req_check(const struct sched_req *req);
 
 /*
  * A placement policy.  pick() chooses the node for the next task of req
@@ -289,6 +317,10 @@ struct sched_job {
 	 * jobs handed in as "running" are preemption candidates. */
 	const struct sched_slot *held;
 	uint32_t nheld;
+	const struct res *held_res; /* nheld: what each slot holds; NULL = req.res */
+	/* Best effort (a gang's optional tasks): placed when it fits now, else
+	 * it waits, never holding the reservation or preempting. */
+	bool best_effort;
 	void *user;           /* for the caller */
 };
 

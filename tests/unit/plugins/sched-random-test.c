@@ -2,8 +2,10 @@
  * sched-random-test.c - a randomized replay of the scheduler, checked from
  * scratch after every event.
  *
- * Events: submit (mixes of whole GPUs, shares, CPU-only, gangs, constraints,
- * models, priorities, the binpack, spread and fgd policies), finish, node
+ * Events: submit (mixes of whole GPUs, shares, CPU-only, gangs, multi-role
+ * gangs whose roles ask for different resources (sched_req.parts), best-effort
+ * jobs (a gang's optional tasks), constraints, models, priorities, the
+ * binpack, spread and fgd policies), finish, node
  * add, node remove (its jobs are released and requeued), drain and undrain.  After each event the test
  * runs sched_pass() and applies its actions as the master would (PLACED:
  * running; PREEMPT: the victim's tasks stop, its slots are released and it is
@@ -12,7 +14,10 @@
  * compares it with the scheduler's books: no dimension overcommitted, no card
  * held whole twice or whole and shared, shares on a card at most 1000, gangs
  * complete, the index consistent, every pending job told why it waits, and no
- * pending job left waiting although it fits now.
+ * pending job left waiting although it fits now (single-shape jobs: whether a
+ * multi-role gang fits is bin packing, so for those the test checks that a
+ * role that cannot fit is named in the reason).  Best-effort jobs never hold
+ * the reservation and never preempt.
  *
  * MLS_SEED picks the seed (default fixed), MLS_EVENTS the number of events
  * (the default is sized to run in a few seconds under valgrind).
@@ -37,6 +42,7 @@
 #define MAX_JOBS 4096
 #define MAX_TASKS 4
 #define MAX_PENDING 48
+#define MAX_PARTS 3
 #define DEFAULT_EVENTS 3000
 #define DEFAULT_SEED 20261125u
 
@@ -48,6 +54,8 @@ struct tjob {
 	struct sched_cons cons[2];
 	char model[16];
 	struct sched_slot slots[MAX_TASKS];
+	struct res tres[MAX_TASKS]; /* what each task asks for */
+	struct sched_part parts[MAX_PARTS];
 	bool got_action; /* in the current pass: PLACED or WAIT */
 	bool preempted;  /* in the current pass */
 	char reason[SCHED_REASON_LEN];
@@ -80,6 +88,7 @@ struct world {
 	uint32_t nplaced_log;
 	/* Totals, to show the replay exercised what it should. */
 	uint64_t n_placed, n_preempt, n_wait_resv, n_never, n_gang;
+	uint64_t n_roles_placed, n_roles_preempted, n_roles_role_reason, n_best_effort;
 };
 
 static uint32_t rnd(struct world *w, uint32_t n)
@@ -152,7 +161,6 @@ static void recompute(struct world *w, struct usage *u)
 	memset(u, 0, sizeof(*u) * MAX_NODES);
 	for (uint32_t k = 0; k < w->njobs; k++) {
 		struct tjob *j = &w->jobs[k];
-		const struct res *r = &j->sj.req.res;
 
 		if (j->st != J_RUNNING)
 			continue;
@@ -161,6 +169,7 @@ static void recompute(struct world *w, struct usage *u)
 		assert_ptr_equal(j->sj.held, j->slots);
 		for (uint32_t t = 0; t < j->sj.req.ntasks; t++) {
 			const struct sched_slot *sl = &j->slots[t];
+			const struct res *r = &j->tres[t]; /* its own role's */
 			struct usage *nu;
 
 			assert_true(sl->node < MAX_NODES);
@@ -281,7 +290,15 @@ static void check_nothing_left(struct world *w)
 			continue; /* placed in this pass */
 		assert_true(j->got_action);
 		assert_true(j->reason[0] != '\0');
-		behind = strstr(j->reason, "reservation") != NULL;
+		if (j->sj.req.nparts) {
+			/* A role that fits nowhere, even alone, is named. */
+			if (strstr(j->reason, "empty cluster"))
+				assert_non_null(strstr(j->reason, ": role r"));
+			w->n_roles_role_reason += strstr(j->reason, "role r") != NULL;
+			continue;
+		}
+		/* Best effort never uses another job's reserved nodes. */
+		behind = strstr(j->reason, "reservation") != NULL || j->sj.best_effort;
 		for (uint32_t id = 0; id < w->nnodes && sum < j->sj.req.ntasks; id++) {
 			const struct sched_node *n = w->nodes[id].n;
 
@@ -331,6 +348,10 @@ static void on_action(void *arg, const struct sched_action *a)
 		snprintf(j->reason, sizeof(j->reason), "%s", a->reason);
 		if (sched_reserved_job(w->s) == j->sj.req.job && w->resv_seen_at == UINT64_MAX)
 			w->resv_seen_at = w->nacts;
+		if (j->sj.best_effort) {
+			assert_false(sched_reserved_job(w->s) == j->sj.req.job);
+			assert_null(strstr(a->reason, "preempting"));
+		}
 		break;
 	case SCHED_PREEMPT: {
 		struct tjob *f = job_of(w, a->for_job);
@@ -338,7 +359,9 @@ static void on_action(void *arg, const struct sched_action *a)
 		assert_int_equal(j->st, J_RUNNING);
 		assert_false(j->preempted);
 		assert_int_equal(f->st, J_PENDING);
+		assert_false(f->sj.best_effort);
 		assert_true(j->sj.req.priority < f->sj.req.priority);
+		w->n_roles_preempted += j->sj.req.nparts > 0;
 		assert_true(strstr(a->reason, "preempted by job") != NULL);
 		j->preempted = true;
 		w->victims[w->nvictims++] = j;
@@ -350,8 +373,10 @@ static void on_action(void *arg, const struct sched_action *a)
 
 static void release_job(struct world *w, struct tjob *j)
 {
-	sched_release(w->s, &j->sj.req.res, j->slots, j->sj.req.ntasks);
+	for (uint32_t t = 0; t < j->sj.req.ntasks; t++)
+		sched_release(w->s, &j->tres[t], &j->slots[t], 1);
 	j->sj.held = NULL;
+	j->sj.held_res = NULL;
 	j->sj.nheld = 0;
 }
 
@@ -409,7 +434,11 @@ static bool turn(struct world *w)
 			j->st = J_RUNNING;
 			j->sj.held = j->slots;
 			j->sj.nheld = j->sj.req.ntasks;
+			/* Per slot only where tasks differ: both forms run. */
+			j->sj.held_res = j->sj.req.nparts ? j->tres : NULL;
 			w->n_placed++;
+			w->n_roles_placed += j->sj.req.nparts > 0;
+			w->n_best_effort += j->sj.best_effort;
 			w->n_gang += j->sj.req.ntasks > 1;
 		} else {
 			w->n_wait_resv += strstr(j->reason, "behind") != NULL;
@@ -567,6 +596,38 @@ static void ev_submit(struct world *w)
 	r->policy = c == 0 ? &sched_spread : c == 1 ? &sched_fgd : NULL;
 	j->sj.order = w->next_order++;
 	j->sj.may_preempt = true;
+	for (uint32_t t = 0; t < r->ntasks; t++)
+		j->tres[t] = r->res;
+	if (r->ntasks == 1 && rnd(w, 10) == 0) {
+		j->sj.best_effort = true; /* as the master asks for optional tasks */
+		j->sj.may_preempt = false;
+	} else if (rnd(w, 5) == 0) {
+		/* A multi-role gang: 2..3 roles of 1..2 tasks, each its own
+		 * shape (roles carry no model: the shape does not apply). */
+		static const char *const names[MAX_PARTS] = {"r0", "r1", "r2"};
+		uint32_t np = 2 + rnd(w, MAX_PARTS - 1), t = 0;
+
+		j->model[0] = '\0';
+		r->gpu_model = NULL;
+		for (uint32_t p = 0; p < np && t < MAX_TASKS; p++) {
+			struct sched_part *pt = &j->parts[r->nparts++];
+
+			pt->name = names[p];
+			pt->ntasks = 1 + rnd(w, 2);
+			if (t + pt->ntasks > MAX_TASKS)
+				pt->ntasks = MAX_TASKS - t;
+			pt->res.gpus_milli = gpus[rnd(w, 10)];
+			pt->res.mem = (1ull << rnd(w, 7)) * GiB;
+			pt->res.cpu_milli = 500u * (1 + rnd(w, 32));
+			if (rnd(w, 30) == 0)
+				pt->res.cpu_milli = 1000000; /* this role never fits */
+			for (uint32_t k = 0; k < pt->ntasks; k++)
+				j->tres[t++] = pt->res;
+		}
+		r->ntasks = t;
+		r->parts = j->parts;
+		memset(&r->res, 0, sizeof(r->res)); /* unused with parts */
+	}
 }
 
 static void ev_finish(struct world *w)
@@ -677,6 +738,14 @@ static uint64_t replay(uint64_t seed, uint32_t events, bool report)
 		assert_true(w->n_preempt > 0);
 		assert_true(w->n_wait_resv > 0);
 		assert_true(w->n_never > 0);
+		assert_true(w->n_roles_placed > 0);
+		assert_true(w->n_roles_preempted > 0);
+		assert_true(w->n_roles_role_reason > 0);
+		assert_true(w->n_best_effort > 0);
+		print_message("multi-role gangs: %" PRIu64 " placed, %" PRIu64 " preempted, %" PRIu64
+			      " waits naming a role; %" PRIu64 " best-effort placed\n",
+			      w->n_roles_placed, w->n_roles_preempted, w->n_roles_role_reason,
+			      w->n_best_effort);
 	}
 	h = w->hash;
 	sched_free(w->s);
