@@ -77,6 +77,8 @@ cJSON *spec_to_json(const struct spec *s)
 	for (size_t i = 0; i < s->nenv; i++)
 		cJSON_AddStringToObject(o, s->env[i].key, s->env[i].val);
 	json_str(j, "policy", s->policy);
+	if (s->queue) /* absent rather than null: specs without queues stay as they were */
+		cJSON_AddStringToObject(j, "queue", s->queue);
 	cJSON_AddItemToObject(j, "constraints", json_argv(s->constraints, s->nconstraints));
 	if (s->max_cost_milli)
 		cJSON_AddNumberToObject(j, "max_cost_milli", s->max_cost_milli);
