@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "err.h"
-#include "queues.h"
+#include "../../../master/queues.h" /* not -Imaster: master/sched.h would hide <sched.h> */
 
 static void test_good(void **state)
 {
