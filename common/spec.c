@@ -353,6 +353,7 @@ enum fid {
 	F_RESTART_MAX,
 	F_ENV,
 	F_POLICY,
+	F_QUEUE,
 	F_CONSTRAINTS,
 	F_HEALTH,
 	F_HTTP,
@@ -438,6 +439,7 @@ static const struct field fields[F_COUNT] = {
     [F_RESTART_MAX] = {F_RESTART, "max", "max", T_U32, OFF(restart_max), 0, MAX_COUNT, K_ALL},
     [F_ENV] = {F_TOP, "env", "env", T_ENV, 0, 0, 0, K_ALL},
     [F_POLICY] = {F_TOP, "policy", "policy", T_STR, OFF(policy), 0, 0, K_ALL},
+    [F_QUEUE] = {F_TOP, "queue", "queue", T_STR, OFF(queue), 0, 0, K_ALL},
     [F_CONSTRAINTS] = {F_TOP, "constraints", "constraints", T_LIST, OFF(constraints), 0, 0, K_ALL},
     [F_HEALTH] = {F_TOP, "health", "health", T_MAP, OFF(health.set), 0, 0, K_SERVE},
     [F_HTTP] = {F_HEALTH, "http", "http", T_STR, OFF(health.http), 0, 0, K_SERVE},
@@ -1202,6 +1204,9 @@ static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 	if (s->policy && !spec_name_ok(s->policy))
 		return fail(c, w->line[F_POLICY], fname(c, F_POLICY),
 			    "%s is not a valid policy name", quote(s->policy, q, sizeof(q)));
+	if (s->queue && !spec_name_ok(s->queue))
+		return fail(c, w->line[F_QUEUE], fname(c, F_QUEUE),
+			    "%s is not a valid queue name", quote(s->queue, q, sizeof(q)));
 
 	/* Defaults. */
 	if (!s->workdir)
@@ -1428,6 +1433,7 @@ void spec_free(struct spec *s)
 	}
 	free(s->env);
 	free(s->policy);
+	free(s->queue);
 	free(s->health.http);
 	free(s->health.tcp);
 	free_argv(s->health.exec, s->health.nexec);

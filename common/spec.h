@@ -116,6 +116,7 @@ struct spec {
 	struct spec_env *env;
 	size_t nenv;
 	char *policy;        /* placement policy name or NULL */
+	char *queue;         /* team queue (mlmaster --queues) or NULL */
 	char **constraints;  /* node label constraints: "zone=a", "pool!=cloud",
 			      * "gpu in (a100, h100)"; the master checks them */
 	size_t nconstraints;

@@ -115,6 +115,8 @@ cJSON *spec_to_json(const struct spec *s)
 	cJSON_AddNumberToObject(o, "max", s->reschedule_max);
 	json_env(j, s->env, s->nenv);
 	json_str(j, "policy", s->policy);
+	if (s->queue) /* absent rather than null: specs without queues stay as they were */
+		cJSON_AddStringToObject(j, "queue", s->queue);
 	cJSON_AddItemToObject(j, "constraints", json_argv(s->constraints, s->nconstraints));
 	if (s->max_cost_milli)
 		cJSON_AddNumberToObject(j, "max_cost_milli", s->max_cost_milli);

@@ -51,6 +51,7 @@ static const struct wire_type_info {
     {WIRE_HISTORY, "history", {{"job", F_STRING}}},
     {WIRE_TOP, "top", {{NULL, 0}}},
     {WIRE_POOLS, "pools", {{NULL, 0}}},
+    {WIRE_QUEUES, "queues", {{NULL, 0}}},
     {WIRE_OK, "ok", {{NULL, 0}}},
     {WIRE_ERROR, "error", {{"code", F_NUMBER}, {"message", F_STRING}}},
     {WIRE_SYNC, "sync", {{"node", F_STRING}, {"ack", F_NUMBER}}},

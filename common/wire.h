@@ -53,6 +53,8 @@ enum wire_type {
 	/* master -> mlctl replies */
 	WIRE_OK = 16,    /* body depends on the request */
 	WIRE_ERROR = 17, /* {code: int, message: "..."} */
+	/* more mlctl -> master requests (1..14 and 20 above; 15 and 18 unused) */
+	WIRE_QUEUES = 19,  /* {}                             -> {configured, half_life_ms, queues: [...]} */
 	/* agent <-> master */
 	WIRE_SYNC = 32,   /* agent -> master: {node, capacity, util, ack, events[], tasks[]} */
 	WIRE_ORDERS = 33, /* master -> agent: {ack, orders[]} */

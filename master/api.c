@@ -143,6 +143,11 @@ static void do_submit(struct master *m, const struct net_peer *peer, cJSON *body
 			return;
 		}
 	}
+	if (queues_submit(m, spec, msg, sizeof(msg)) != 0) {
+		spec_free(spec);
+		reply_err(m, peer, ERR_INVAL, msg);
+		return;
+	}
 	if ((j = job_find(m, spec->name)) && !job_terminal(j->state)) {
 		if (j->serve && spec->kind == SPEC_SERVE && !j->cancel) {
 			submit_rollout(m, peer, j, spec);
@@ -850,6 +855,9 @@ void api_handle(struct master *m, const struct net_peer *peer, const struct wire
 		break;
 	case WIRE_POOLS:
 		do_pools(m, peer, body);
+		break;
+	case WIRE_QUEUES:
+		queues_api(m, peer, body);
 		break;
 	default:
 		reply_err(m, peer, ERR_PROTO, "not a request type");

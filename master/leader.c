@@ -220,7 +220,8 @@ static void load_warm(struct master *m)
 bool leader_follower_reads(const struct master *m, uint16_t type)
 {
 	return m->ha.loaded && (type == WIRE_LIST || type == WIRE_STATUS || type == WIRE_NODES ||
-				type == WIRE_ENDPOINTS || type == WIRE_HISTORY || type == WIRE_TOP);
+				type == WIRE_ENDPOINTS || type == WIRE_HISTORY || type == WIRE_TOP ||
+				type == WIRE_QUEUES);
 }
 
 static void become_leader(struct master *m)

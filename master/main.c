@@ -110,6 +110,7 @@ static void turn(struct master *m)
 	drain(m, m->ctl, false);
 	drain(m, m->agents, true);
 	if (m->ha.leading) {
+		queues_tick(m);
 		if (m->sched_dirty) {
 			uint64_t t0 = now_ns();
 			m->sched_dirty = false;
@@ -201,6 +202,10 @@ int main(int argc, char **argv)
 		{"endpoints-dir", OPT_STR, NULL,
 		 "write DIR/JOB.json, the healthy endpoints of each serve job, on every change",
 		 &m.cfg.endpoints_dir},
+		{"queues", OPT_STR, NULL,
+		 "team queues with GPU quotas and fair share (a YAML file; see README, Team "
+		 "queues)",
+		 &m.cfg.queues_file},
 		{"insecure", OPT_BOOL, NULL, "accept unsealed traffic (local development only)",
 		 &m.cfg.insecure},
 		{"pools", OPT_STR, NULL,
@@ -264,6 +269,11 @@ int main(int argc, char **argv)
 	}
 	if (m.cfg.pools_file && pools_config(m.cfg.pools_file, &m.pools, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mlmaster: --pools %s\n", err);
+		return 2;
+	}
+	if (m.cfg.queues_file &&
+	    queues_load_file(m.cfg.queues_file, &m.queues, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mlmaster: --queues %s\n", err);
 		return 2;
 	}
 	m.core = sched_new();
@@ -387,6 +397,7 @@ int main(int argc, char **argv)
 	store_close(m.store);
 	sched_free(m.core);
 	pools_free(m.pools);
+	queues_free(m.queues);
 	seal_ctx_free(m.seal);
 	keys_free(&m);
 	free(m.admins);

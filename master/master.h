@@ -26,6 +26,7 @@
 #include "store/store.h"
 #include "serve.h"
 #include "metrics.h"
+#include "queues.h"
 
 #define NODE_NAME_MAX 63
 #define REASON_MAX 256
@@ -200,6 +201,7 @@ struct master_cfg {
 	const char *advertise_client, *advertise_agents; /* HA: URLs others are told */
 	bool insecure;
 	const char *pools_file; /* --pools: node pools and bursting (pools.h) */
+	const char *queues_file; /* --queues: team queues (queues.h), NULL = none */
 };
 
 struct master {
@@ -214,6 +216,7 @@ struct master {
 	struct store *store;
 	struct sched *core;
 	struct pools *pools; /* --pools, NULL without (pools.h) */
+	struct queues *queues; /* --queues (queues.h), NULL = none */
 	nng_socket ctl, agents;
 	char boot[40];
 	uint64_t next_job_id;

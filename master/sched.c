@@ -153,6 +153,7 @@ struct want {
 	struct res *held_res;     /* role jobs: what each held slot takes */
 	struct sched_part *parts; /* role jobs: one part per role placed */
 	bool waited;     /* got a SCHED_WAIT already */
+	char no_queue[160]; /* why its queue is unknown (sj.queue UINT32_MAX) */
 };
 
 struct pass {
@@ -180,6 +181,9 @@ static struct want *want_new(struct pass *p, struct job *j)
 	w->sj.req.policy = sched_job_policy(p->m, j->spec);
 	w->sj.req.max_cost_milli = j->spec->max_cost_milli;
 	w->sj.may_preempt = j->victims == 0;
+	if (p->m->queues && !queues_job(p->m, j, &w->sj.queue, &w->sj.share, w->no_queue,
+					sizeof(w->no_queue)))
+		w->sj.queue = UINT32_MAX; /* names a queue the file lacks: waits */
 	return w;
 }
 
@@ -497,18 +501,30 @@ int sched_run(struct master *m)
 	struct sched_job **pend, **run;
 	size_t np, nr, ip = 0, ir = 0;
 	int placed;
+	/* Team queues (queues.h): the pass gates, reclaims and orders by
+	 * them; set for this pass only. */
+	struct sched_quota *quota = queues_prepare(m);
 
 	collect(&p, &np, &nr);
 	pend = xcalloc(np + 1, sizeof(*pend));
 	run = xcalloc(nr + 1, sizeof(*run));
 	for (size_t i = 0; i < p.nwants; i++) {
 		struct want *w = &p.wants[i];
+		if (w->sj.queue == UINT32_MAX) {
+			w->sj.queue = 0;
+			if (w->sj.req.ntasks > 0) {
+				on_wait(m, w, w->no_queue);
+				continue;
+			}
+		}
 		if (w->sj.req.ntasks > 0)
 			pend[ip++] = &w->sj;
 		else
 			run[ir++] = &w->sj;
 	}
+	sched_quota_set(m->core, quota);
 	placed = sched_pass(m->core, pend, ip, run, ir, emit, &p);
+	sched_quota_set(m->core, NULL);
 	for (size_t i = 0; i < p.nwants; i++) {
 		free(p.wants[i].tasks);
 		free(p.wants[i].cons);

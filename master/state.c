@@ -786,6 +786,8 @@ static cJSON *job_json(const struct master *m, const struct job *j, bool full, b
 	cJSON_AddStringToObject(o, "state", job_state_str(j->state));
 	cJSON_AddStringToObject(o, "reason", j->reason);
 	cJSON_AddNumberToObject(o, "priority", j->spec->priority);
+	if (!store && j->spec->queue)
+		cJSON_AddStringToObject(o, "queue", j->spec->queue);
 	/* The record keeps every slot (a serve job's retired ones too); users
 	 * see the tasks in use. */
 	uint32_t inuse = 0;
@@ -946,7 +948,8 @@ bool state_clean(const struct master *m)
 	for (size_t i = 0; i < m->nnodes; i++)
 		if (m->nodes[i]->dirty)
 			return false;
-	return !pools_dirty(m) && m->ndirty == 0 && m->next_job_id == m->stored_next_id;
+	return !pools_dirty(m) && !queues_dirty(m) && m->ndirty == 0 &&
+	       m->next_job_id == m->stored_next_id;
 }
 
 int state_flush(struct master *m)
@@ -994,6 +997,8 @@ int state_flush(struct master *m)
 	}
 	m->ndirty = 0;
 	if ((rv = pools_store(m)) != 0)
+		goto fail;
+	if ((rv = queues_flush(m)) != 0)
 		goto fail;
 	snprintf(num, sizeof(num), "%" PRIu64, m->next_job_id);
 	if ((rv = store_put(m->store, "meta/next_job_id", num, strlen(num))) != 0)
@@ -1330,6 +1335,8 @@ int state_load(struct master *m)
 	if ((rv = store_list(m->store, "tasks/", load_task_record, m)) != 0)
 		return rv;
 	if ((rv = pools_load(m)) != 0)
+		return rv;
+	if ((rv = queues_state_load(m)) != 0)
 		return rv;
 	for (size_t i = 0; i < m->njobs; i++) {
 		struct job *j = m->jobs[i];

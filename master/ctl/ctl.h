@@ -41,6 +41,8 @@ int cmd_top(int argc, char **argv);
 int cmd_pools(int argc, char **argv);
 /* nodes.c: mlctl nodes remove (argv[0] is "remove"). */
 int cmd_nodes_remove(int argc, char **argv);
+/* queues.c */
+int cmd_queues(int argc, char **argv);
 /* The serve part of `mlctl status`: roles, health, promotions, scaling. */
 void serve_status(const cJSON *job);
 

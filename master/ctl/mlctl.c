@@ -106,6 +106,7 @@ static const char usage_main[] =
 	"  history JOB             a serve job's versions, rollouts and scaling\n"
 	"  top                     nodes and the busiest jobs, live (-o json: once)\n"
 	"  pools [NAME]            node pools: nodes, GPUs, cost, bursts and hook runs\n"
+	"  queues                  team queues: quotas, GPUs in use and borrowed, fair share\n"
 	"\n"
 	"JOB is a job id or name.  The master is --master, else $MLSCHED_MASTER, else\n"
 	DEFAULT_MASTER ".  Requests are sealed with the admin key --key, else\n"
@@ -392,6 +393,7 @@ static const char usage_run[] =
 	"  --priority P    -1000..1000                         --env K=V      (repeatable)\n"
 	"  --constraint C  node label constraint: zone=a, pool!=cloud, gpu in (a100,h100)\n"
 	"  --policy P      placement policy (binpack, spread, ...)\n"
+	"  --queue Q       team queue (mlctl queues lists them)\n"
 	"  --wait          return once every task runs\n";
 
 static int cmd_run(int argc, char **argv)
@@ -402,6 +404,7 @@ static int cmd_run(int argc, char **argv)
 		{"name", 1, 0, 'n'},     {"kind", 1, 0, 'k'},   {"workers", 1, 0, 'w'},
 		{"priority", 1, 0, 'p'}, {"env", 1, 0, 'e'},    {"wait", 0, 0, 'W'},
 		{"constraint", 1, 0, 'C'}, {"policy", 1, 0, 'P'},
+		{"queue", 1, 0, 'Q'},
 		{0, 0, 0, 0},
 	};
 	bool wait = false;
@@ -475,6 +478,10 @@ static int cmd_run(int argc, char **argv)
 		case 'P':
 			free(s->policy);
 			s->policy = xstrdup(optarg);
+			break;
+		case 'Q':
+			free(s->queue);
+			s->queue = xstrdup(optarg);
 			break;
 		default:
 			die(2, "see mlctl run --help");
@@ -620,6 +627,8 @@ static int cmd_status(int argc, char **argv)
 	if (*str(j, "reason"))
 		printf("reason:   %s\n", str(j, "reason"));
 	printf("priority: %.0f\n", num(j, "priority"));
+	if (*str(j, "queue"))
+		printf("queue:    %s\n", str(j, "queue"));
 	if (strcmp(str(j, "restart_policy"), "never") != 0)
 		printf("restart:  %s, %.0f of %.0f used%s%s%s\n", str(j, "restart_policy"),
 		       num(j, "restarts"), num(j, "restart_max"),
@@ -954,6 +963,7 @@ int main(int argc, char **argv)
 		{"endpoints", cmd_endpoints}, {"scale", cmd_scale}, {"rollout", cmd_rollout},
 		{"rollback", cmd_rollback},   {"history", cmd_history},   {"top", cmd_top},
 		{"pools", cmd_pools},
+		{"queues", cmd_queues},
 	};
 	int i = 1, rv;
 

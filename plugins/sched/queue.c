@@ -98,6 +98,8 @@ static int ord_cmp(const void *a, const void *b)
 
 	if (x->job->req.priority != y->job->req.priority)
 		return x->job->req.priority > y->job->req.priority ? -1 : 1;
+	if (x->job->share != y->job->share)
+		return x->job->share < y->job->share ? -1 : 1;
 	if (x->job->order != y->job->order)
 		return x->job->order < y->job->order ? -1 : 1;
 	if (x->job->req.job != y->job->req.job)
@@ -232,9 +234,23 @@ static bool same_cons(const struct sched_req *a, const struct sched_req *b)
 	return true;
 }
 
+/* The queue a job could reclaim GPUs for (quota.c), 0 when it could not:
+ * jobs of different queues that cannot reclaim get the same answers. */
+static uint32_t reclaim_key(const struct sched *s, const struct sched_job *j)
+{
+	const struct sched_queue *c;
+
+	if (!s->quota || !j->may_preempt || !j->queue || j->queue > s->quota->n)
+		return 0;
+	c = &s->quota->q[j->queue - 1];
+	return c->used + sched_req_gpus(&j->req) <= c->quota ? j->queue : 0;
+}
+
 /* Two jobs that would get the same answer: same shape, constraints, model,
- * cost cap, and (because preemption depends on it) priority and may_preempt. */
-static bool same_shape(const struct sched_job *a, const struct sched_job *b)
+ * cost cap, and (because preemption depends on it) priority, may_preempt and
+ * the queue they could reclaim for. */
+static bool same_shape(const struct sched *s, const struct sched_job *a,
+		       const struct sched_job *b)
 {
 	const struct sched_req *x = &a->req, *y = &b->req;
 	const char *mx = x->gpu_model ? x->gpu_model : "", *my = y->gpu_model ? y->gpu_model : "";
@@ -245,13 +261,14 @@ static bool same_shape(const struct sched_job *a, const struct sched_job *b)
 	       x->res.gpu_mem == y->res.gpu_mem && x->res.mem == y->res.mem &&
 	       x->res.cpu_milli == y->res.cpu_milli && x->priority == y->priority &&
 	       a->may_preempt == b->may_preempt && x->max_cost_milli == y->max_cost_milli &&
-	       strcmp(mx, my) == 0 && same_cons(x, y);
+	       strcmp(mx, my) == 0 && same_cons(x, y) &&
+	       (!s->quota || reclaim_key(s, a) == reclaim_key(s, b));
 }
 
 static const char *memo_find(const struct sched *s, const struct sched_job *j)
 {
 	for (uint32_t i = 0; i < s->nmemo; i++) {
-		if (same_shape(s->memo[i].job, j))
+		if (same_shape(s, s->memo[i].job, j))
 			return s->memo[i].reason;
 	}
 	return NULL;
@@ -383,8 +400,13 @@ static uint32_t find_victims(struct sched *s, struct sched_job *j, struct sched_
 	cand_prepare(s, running, nrunning);
 	s->elig = sched_grow(s->elig, &s->elig_cap, s->ncand + 1, sizeof(*s->elig));
 	for (size_t i = 0; i < s->ncand; i++) {
-		if (s->cand[i].job->req.priority >= j->req.priority)
-			break; /* sorted by priority: the rest are not lower */
+		if (s->cand[i].job->req.priority >= j->req.priority &&
+		    !sched_quota_reclaims(s->quota, j->queue, sched_req_gpus(&j->req),
+					  s->cand[i].job->queue)) {
+			if (!s->quota)
+				break; /* sorted by priority: the rest are not lower */
+			continue;
+		}
 		if (s->victim[s->cand[i].idx])
 			continue;
 		s->elig[ne] = s->cand[i];
@@ -568,12 +590,15 @@ static bool reserve_keep1(struct sched *s, const struct sched_req *req, size_t n
 static void emit_victims(struct sched *s, struct sched_job *j, uint32_t nv, sched_emit_fn emit,
 			 void *arg, char *reason, size_t len)
 {
+	const struct sched_queue *own = s->quota && j->queue ? &s->quota->q[j->queue - 1] : NULL;
 	struct sched_action a;
 	size_t at;
 
-	snprintf(reason, len, "preempting %" PRIu32 " lower-priority job%s (", nv, nv > 1 ? "s" : "");
+	snprintf(reason, len, "preempting %" PRIu32 " %s job%s (", nv,
+		 own ? "lower-priority or borrowing" : "lower-priority", nv > 1 ? "s" : "");
 	for (uint32_t i = 0; i < nv; i++) {
 		struct sched_job *v = s->elig[i].job;
+		bool reclaim = v->req.priority >= j->req.priority;
 
 		s->victim[s->elig[i].idx] = true;
 		s->vids = sched_grow(s->vids, &s->vids_cap, s->nvids + 1, sizeof(*s->vids));
@@ -582,8 +607,16 @@ static void emit_victims(struct sched *s, struct sched_job *j, uint32_t nv, sche
 		a.type = SCHED_PREEMPT;
 		a.job = v;
 		a.for_job = j;
-		snprintf(a.reason, sizeof(a.reason), "preempted by job %" PRIu64 " (priority %" PRId32
-			 ")", j->req.job, j->req.priority);
+		if (reclaim && own && v->queue)
+			snprintf(a.reason, sizeof(a.reason),
+				 "preempted by job %" PRIu64 ": queue %s takes back GPUs of its "
+				 "quota (%.3g) that queue %s borrowed",
+				 j->req.job, own->name, own->quota / 1000.0,
+				 s->quota->q[v->queue - 1].name);
+		else
+			snprintf(a.reason, sizeof(a.reason),
+				 "preempted by job %" PRIu64 " (priority %" PRId32 ")", j->req.job,
+				 j->req.priority);
 		emit(arg, &a);
 		at = strlen(reason);
 		if (i < 8)
@@ -627,6 +660,8 @@ int sched_pass(struct sched *s, struct sched_job **pending, size_t npending,
 	s->nvids = 0;
 	s->nmemo = s->memo_next = 0;
 	s->cand_ready = false;
+	if (s->quota)
+		sched_quota_begin(s, pending, npending);
 
 	for (size_t k = 0; k < npending; k++) {
 		struct sched_job *j = s->ord[k].job;
@@ -640,6 +675,10 @@ int sched_pass(struct sched *s, struct sched_job **pending, size_t npending,
 			emit_wait(emit, arg, j, "being preempted");
 			continue;
 		}
+		if (s->quota && j->queue && sched_quota_gate(s, j, reason, sizeof(reason)) < 0) {
+			emit_wait(emit, arg, j, reason);
+			continue;
+		}
 		if ((m = memo_find(s, j)) != NULL) {
 			emit_wait(emit, arg, j, m);
 			continue;
@@ -650,6 +689,8 @@ int sched_pass(struct sched *s, struct sched_job **pending, size_t npending,
 		if (sched_req_check(req) == 0 &&
 		    sched_place_journaled(s, req, s->slots, true) == 0) {
 			sched_mix_learn(s, req);
+			if (s->quota)
+				sched_quota_charge(s->quota, j->queue, sched_req_gpus(req));
 			memset(&a, 0, sizeof(a));
 			a.type = SCHED_PLACED;
 			a.job = j;

@@ -282,6 +282,7 @@ void sched_free(struct sched *s)
 	free(s->elig);
 	free(s->rank);
 	free(s->old);
+	free(s->gate);
 	free(s);
 }
 

@@ -322,6 +322,12 @@ struct sched_job {
 	 * it waits, never holding the reservation or preempting. */
 	bool best_effort;
 	void *user;           /* for the caller */
+	/* Team queues (TEAM QUEUES below; ignored while none are set):
+	 * queue is 1 + its index in the sched_quota, 0 = no queue; share is
+	 * its queue's fair-share value, lower goes first among jobs of equal
+	 * priority (0 for jobs without a queue). */
+	uint32_t queue;
+	double share;
 };
 
 enum sched_action_type {
@@ -342,14 +348,16 @@ typedef void (*sched_emit_fn)(void *arg, const struct sched_action *a);
 
 /*
  * One pass over the queue.  pending jobs are tried highest priority first,
- * then by order.  A job that fits is placed (SCHED_PLACED).  The first job
+ * then by share (team queues), then by order.  A job that fits is placed
+ * (SCHED_PLACED).  The first job
  * that does not fit but could on an empty cluster gets a reservation: a set
  * of nodes that could hold its tasks, chosen to need the least waiting, that
  * no other job may use (nodes keep reserved_for across passes while that
  * job stays at the head).  Jobs behind it still place on the other nodes
  * (backfill), which cannot delay it.  A job that does not fit and may_preempt
- * looks for victims among running jobs of strictly lower priority: the
- * fewest, lowest-priority whole jobs whose release makes it fit; none are
+ * looks for victims among running jobs of strictly lower priority (and, with
+ * team queues, among borrowers: TEAM QUEUES below): the fewest,
+ * lowest-priority whole jobs whose release makes it fit; none are
  * chosen unless it then fits.  Victims are emitted as SCHED_PREEMPT (their
  * resources stay taken until the caller releases them as their tasks stop),
  * and the job gets a reservation on the nodes they free.  Every job left
@@ -369,6 +377,74 @@ typedef void (*sched_emit_fn)(void *arg, const struct sched_action *a);
  */
 int sched_pass(struct sched *s, struct sched_job **pending, size_t npending,
 	       struct sched_job **running, size_t nrunning, sched_emit_fn emit, void *arg);
+
+/*
+ * TEAM QUEUES.  Teams submit into queues, each with a GPU quota.  A queue's
+ * running jobs hold its quota first; a queue that may borrow goes beyond it
+ * onto GPUs that no one else's quota needs now (an owner's unused quota not
+ * asked for by its own pending jobs, and capacity outside every quota); an
+ * owner gets borrowed GPUs back by preemption.  With a sched_quota set,
+ * sched_pass() does three things more:
+ *  - the gate: before a job is tried, sched_quota_admit() decides whether
+ *    its queue may hold its GPUs; when not, the job waits with the reason
+ *    (its queue, the quota, what could be borrowed) and is not tried;
+ *  - reclaim: a job whose queue stays within its quota with it may preempt
+ *    jobs of other queues that are over their quotas (borrowers), whatever
+ *    their priority, besides the usual lower-priority victims;
+ *  - order: among jobs of equal priority, lower sched_job.share first.
+ * The pass charges each placed job to its queue (used grows), so a queue
+ * cannot run past its quota within one pass.  Costs: O(pending) at the start
+ * of a pass, O(queues) per gated job.  GPU amounts are milli-GPUs, as in
+ * struct res.  Without a sched_quota (the default) nothing of this runs.
+ */
+#define SCHED_QUEUES_MAX 64
+
+struct sched_queue {
+	const char *name;  /* for reasons */
+	uint64_t quota;    /* milli-GPUs */
+	bool borrow;       /* may hold more than quota on idle GPUs */
+	uint64_t used;     /* milli-GPUs its running jobs hold: the caller sets
+			    * it before a pass, the pass adds what it places */
+	uint64_t want;     /* set by the pass: milli-GPUs its pending jobs ask
+			    * that fit within its quota (not lent to others) */
+};
+
+struct sched_quota {
+	struct sched_queue *q; /* queue i (sched_job.queue i + 1) is q[i] */
+	uint32_t n;
+	uint64_t pool;         /* milli-GPUs of capacity outside every quota */
+	uint64_t gen;          /* bumped by every change the pass makes */
+};
+
+/* Gate the next passes with q (NULL: no queues).  q must stay valid while
+ * set; the pass changes its used and want fields. */
+void sched_quota_set(struct sched *s, struct sched_quota *q);
+/* The milli-GPUs a job of req asks in one step (tasks times GPUs each). */
+uint64_t sched_req_gpus(const struct sched_req *req);
+/* May queue (1-based) hold need more milli-GPUs?  0: within its quota;
+ * 1: by borrowing; ERR_NOFIT: not now, with the reason in why ("queue
+ * research is at its quota: ...").  Queue 0 (none) is always 0. */
+int sched_quota_admit(const struct sched_quota *q, uint32_t queue, uint64_t need, char *why,
+		      size_t len);
+/* How many milli-GPUs borrowers may hold in all: capacity outside quotas
+ * plus every queue's quota that is neither used nor wanted (except queue
+ * `except`, 1-based, 0 = none). */
+uint64_t sched_quota_lendable(const struct sched_quota *q, uint32_t except);
+/* May a job of queue claimant needing need milli-GPUs preempt a job of
+ * queue victim to take back quota?  True when claimant stays within its
+ * quota with the job and victim is another queue over its quota. */
+bool sched_quota_reclaims(const struct sched_quota *q, uint32_t claimant, uint64_t need,
+			  uint32_t victim);
+/* Queue (1-based) now holds gpus more milli-GPUs (a placement). */
+void sched_quota_charge(struct sched_quota *q, uint32_t queue, uint64_t gpus);
+
+/* Fair share.  Usage is GPU-hours that decay exponentially with a
+ * half-life.  sched_share_advance: usage after dt_s seconds during which
+ * the queue held rate GPUs (exact integral of the decaying rate; half_life_s
+ * 0 = no decay).  sched_share_value: usage / weight, what orders queues
+ * (weight <= 0 counts as a tiny weight: the queue goes last). */
+double sched_share_advance(double usage, double rate, double dt_s, double half_life_s);
+double sched_share_value(double usage, double weight);
 
 /* Drop every reservation (e.g. when the reserved job was cancelled): those
  * of job, or of every job when job is 0. */

@@ -10,6 +10,7 @@
  *   mix.c      the workload mix (sched_mix_*)
  *   policy.c   the policy registry and the plugin loader (sched_policy_*)
  *   queue.c    the queue pass: reservation, backfill, preemption (sched_pass)
+ *   quota.c    team queues: the quota gate, borrowing, reclaim, fair share
  *
  * struct sched lives here because every piece reads it; each group of
  * fields names the file that changes it (sched_free() in sched.c frees them
@@ -33,6 +34,7 @@ struct jent; /* sched.c: one journaled change */
 struct ord;  /* queue.c: a pending job in pass order */
 struct rank; /* queue.c: a node ranked for a new reservation */
 struct cand; /* queue.c: a preemption candidate */
+struct gate_memo; /* quota.c: a queue's last refusal */
 
 /* A request shape that failed in this pass, with the reason it got. */
 struct memo {
@@ -115,6 +117,12 @@ struct sched {
 	uint32_t tier_cost[SCHED_MAX_TIERS], tier_nodes[SCHED_MAX_TIERS];
 	uint32_t ntiers, tier_over;
 	uint32_t cost_ceiling;
+	/* Team queues (sched.h, TEAM QUEUES): quota.c.  NULL = none.  The
+	 * gate's last refusal per queue, reused while nothing changed (a
+	 * reason costs more to format than the decision to make). */
+	struct sched_quota *quota;
+	struct gate_memo *gate;
+	uint32_t gate_cap;
 };
 
 /* ---- fitting predicates: sched.c, explain.c, mix.c, queue.c ---- */
@@ -231,6 +239,14 @@ void sched_resv_drop(struct sched *s, uint32_t id);
 
 /* Feed the mix with req's tasks, if it learns by itself. */
 void sched_mix_learn(struct sched *s, const struct sched_req *req);
+
+/* ---- quota.c ---- */
+
+/* Start of a pass with s->quota set: each queue's want from the pending jobs. */
+void sched_quota_begin(struct sched *s, struct sched_job **pending, size_t npending);
+/* sched_quota_admit() for job j under s->quota, with refusals remembered
+ * per queue while the quota state stays the same. */
+int sched_quota_gate(struct sched *s, const struct sched_job *j, char *why, size_t len);
 
 /* ---- explain.c ---- */
 

@@ -26,10 +26,12 @@ case $secs in '' | *[!0-9]*)
 esac
 
 # name: extra sources, -max_len, dictionary
-declare -A EXTRA=([wire]="" [seal]="" [spec_yaml]="" [spec_json]="" [bodies]="agent/probe.c agent/runc.c")
-declare -A MAXLEN=([wire]=16384 [seal]=8192 [spec_yaml]=8192 [spec_json]=8192 [bodies]=16384)
-declare -A DICT=([wire]=json [seal]="" [spec_yaml]=yaml [spec_json]=json [bodies]=json)
-ALL="wire seal spec_yaml spec_json bodies"
+declare -A EXTRA=([wire]="" [seal]="" [spec_yaml]="" [spec_json]="" [bodies]="agent/probe.c agent/runc.c"
+	[queues]="master/queues_conf.c")
+declare -A MAXLEN=([wire]=16384 [seal]=8192 [spec_yaml]=8192 [spec_json]=8192 [bodies]=16384
+	[queues]=8192)
+declare -A DICT=([wire]=json [seal]="" [spec_yaml]=yaml [spec_json]=json [bodies]=json [queues]=yaml)
+ALL="wire seal spec_yaml spec_json bodies queues"
 names=${*:-$ALL}
 for n in $names; do
 	[ -n "${MAXLEN[$n]:-}" ] || { echo "no harness $n (have: $ALL)" >&2; exit 2; }
@@ -47,7 +49,7 @@ LIBS="$(pkg-config --libs $PKGS) -lpthread -ldl"
 COMMON="err util log units res spec spec_json ociref wire seal"
 
 # Rebuild an object when its source, or any header it may include, is newer.
-newest_hdr=$(ls -t common/*.h agent/*.h tests/fuzz/*.h | head -n1)
+newest_hdr=$(ls -t common/*.h agent/*.h master/queues.h plugins/sched/sched.h tests/fuzz/*.h | head -n1)
 build() {
 	local src=$1 obj=$2 flags=$3
 	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_hdr" -nt "$obj" ]; then

@@ -503,6 +503,37 @@ static void test_yaml_misc(void **state)
 	assert_string_equal(err, "t.ya");
 }
 
+/* queue: a team queue's name; absent from the JSON form when not set. */
+static void test_queue(void **state)
+{
+	char err[SPEC_ERR_LEN];
+	struct spec *s = NULL, *back = NULL;
+	cJSON *j;
+
+	(void)state;
+	assert_int_equal(parse_text("name: a\nkind: train\nimage: /i\ncommand: [x]\nqueue: research\n",
+				    &s, err),
+			 0);
+	assert_string_equal(s->queue, "research");
+	j = spec_to_json(s);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "queue")->valuestring, "research");
+	assert_int_equal(spec_from_json(j, &back, err, sizeof(err)), 0);
+	assert_string_equal(back->queue, "research");
+	cJSON_Delete(j);
+	spec_free(back);
+	spec_free(s);
+	assert_int_equal(parse_text("name: a\nkind: train\nimage: /i\ncommand: [x]\n", &s, err), 0);
+	assert_null(s->queue);
+	j = spec_to_json(s);
+	assert_null(cJSON_GetObjectItemCaseSensitive(j, "queue"));
+	cJSON_Delete(j);
+	spec_free(s);
+	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: [x]\nqueue: Team A\n",
+			  "t.yaml:5: queue: \"Team A\" is not a valid queue name");
+	expect_yaml_error("name: a\nkind: train\nimage: /i\ncommand: [x]\nqueue: [a]\n",
+			  "t.yaml:5: queue: expected a scalar");
+}
+
 static char *to_text(const struct spec *s)
 {
 	cJSON *j = spec_to_json(s);
@@ -1133,6 +1164,7 @@ int main(void)
 		cmocka_unit_test(test_bad_files_all_listed),
 		cmocka_unit_test(test_parse_file),
 		cmocka_unit_test(test_yaml_misc),
+		cmocka_unit_test(test_queue),
 		cmocka_unit_test(test_json_roundtrip),
 		cmocka_unit_test(test_json_errors),
 		cmocka_unit_test(test_health_forms),
