@@ -43,8 +43,9 @@ int bounds_labels_check(const cJSON *labels, char *why, size_t whylen)
 			return ERR_INVAL;
 		}
 		if (strlen(l->valuestring) > BOUNDS_LABEL_VALUE_MAX) {
-			set_why(why, whylen, "labels: %s: the value is %zu bytes, over the limit of %d",
-				k, strlen(l->valuestring), BOUNDS_LABEL_VALUE_MAX);
+			set_why(why, whylen,
+				"labels: %s: the value is %zu bytes, over the limit of %d", k,
+				strlen(l->valuestring), BOUNDS_LABEL_VALUE_MAX);
 			return ERR_TOOBIG;
 		}
 	}
@@ -60,7 +61,7 @@ struct slot {
 	uint8_t keylen;
 	uint8_t key[BOUNDS_KEY_LEN];
 	uint64_t credit; /* thousandths of a token */
-	uint64_t at;     /* monotonic ms of the last refill */
+	uint64_t at;	 /* monotonic ms of the last refill */
 };
 
 struct bounds_rate {
@@ -139,7 +140,8 @@ bool bounds_rate_take(struct bounds_rate *r, const void *key, size_t keylen, uin
 	if (now_ms > s->at) {
 		uint64_t add = (now_ms - s->at) * r->rate;
 		/* A long-idle peer: do not overflow, just fill up. */
-		s->credit = now_ms - s->at > full || add > full - s->credit ? full : s->credit + add;
+		s->credit =
+		    now_ms - s->at > full || add > full - s->credit ? full : s->credit + add;
 		s->at = now_ms;
 	}
 	if (s->credit < MILLI)

@@ -21,16 +21,15 @@
 #include "master.h"
 #include "util.h"
 
-#define GUARD_RATE_SLOTS 4096  /* peers whose bucket is kept, per socket */
-#define GUARD_LOG_MS 1000      /* at most one refusal line a second */
+#define GUARD_RATE_SLOTS 4096 /* peers whose bucket is kept, per socket */
+#define GUARD_LOG_MS 1000     /* at most one refusal line a second */
 
 void guard_init(struct master *m)
 {
 	m->guard.clients = bounds_rate_new((uint32_t)m->cfg.rate_limit, 0, GUARD_RATE_SLOTS);
 	m->guard.agents = bounds_rate_new((uint32_t)m->cfg.agent_rate_limit, 0, GUARD_RATE_SLOTS);
 	net_limit_conns(m->ctl, (uint32_t)m->cfg.max_conns, "client", "--max-conns");
-	net_limit_conns(m->agents, (uint32_t)m->cfg.max_agent_conns, "agent",
-			"--max-agent-conns");
+	net_limit_conns(m->agents, (uint32_t)m->cfg.max_agent_conns, "agent", "--max-agent-conns");
 }
 
 void guard_free(struct master *m)

@@ -264,6 +264,13 @@ int main(int argc, char **argv)
 	}
 	log_init("mlmaster", lvl, 2);
 	log_set_subs(subs);
+	if (m.cfg.max_conns > UINT32_MAX || m.cfg.max_agent_conns > UINT32_MAX ||
+	    m.cfg.rate_limit > 1000000 || m.cfg.agent_rate_limit > 1000000) {
+		fprintf(stderr, "mlmaster: --max-conns and --max-agent-conns are at most %u, "
+				"--rate-limit and --agent-rate-limit at most 1000000\n",
+			UINT32_MAX);
+		return 2;
+	}
 	if (m.cfg.node_timeout_ms < 200) {
 		fprintf(stderr, "mlmaster: --node-timeout must be at least 200ms\n");
 		return 2;
