@@ -45,7 +45,9 @@ void net_peer_key(const uint8_t *pk);
 
 /* Open a raw rep socket listening on url.  0 or ERR_IO (why says).  Frames
  * over SEAL_MAX_FRAME bytes are refused by nng before it allocates them
- * (NNG_OPT_RECVMAXSZ): it closes the connection that sent one. */
+ * (NNG_OPT_RECVMAXSZ): it closes the connection that sent one.  A process
+ * opens at most 8 such listeners (each has a connection count for
+ * net_limit_conns, kept for the process's life). */
 int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen);
 /*
  * Cap the connections a socket from net_listen_raw holds at max (0: no
