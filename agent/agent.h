@@ -64,6 +64,7 @@ struct atask {
 	bool has_health;       /* it has a probe (health below is reported) */
 	enum probe_state health; /* the probe's last verdict */
 	int pfd;               /* index of the probe's pollfd this turn, -1 */
+	bool log_capped;       /* its log passed --log-max (said once) */
 	struct atask *next;
 };
 
@@ -73,6 +74,7 @@ struct agent_cfg {
 	const char *metrics_listen; /* HOST:PORT, NULL = off */
 	const char *ports;       /* --ports LO-HI */
 	uint64_t logs_keep;      /* --logs-keep bytes */
+	uint64_t log_max;        /* --log-max bytes kept per attempt (logcap.h) */
 	const char *nvml_lib;    /* --nvml-lib: the NVML library to dlopen */
 	const char *umoci_bin;   /* --umoci: unpacks oci: images */
 	uint64_t image_cache_max; /* --image-cache-max entries, 0 = no bound */

@@ -27,6 +27,8 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "agent.h"
+#include "bounds.h"
+#include "logcap.h"
 #include "err.h"
 #include "log.h"
 #include "net.h"
@@ -59,7 +61,7 @@ static const char *default_address(void)
 
 static void parse_labels(struct agent *a)
 {
-	char *copy, *tok, *save = NULL;
+	char *copy, *tok, *save = NULL, why[160];
 
 	a->labels = cJSON_CreateObject();
 	if (!a->cfg.labels || !*a->cfg.labels)
@@ -74,6 +76,8 @@ static void parse_labels(struct agent *a)
 		cJSON_AddStringToObject(a->labels, tok, eq + 1);
 	}
 	free(copy);
+	if (bounds_labels_check(a->labels, why, sizeof(why)) != 0)
+		fatal("--%s", why);
 }
 
 /* "LO-HI" with 1024 <= LO <= HI <= 65535.  0 or ERR_INVAL with why. */
@@ -161,6 +165,9 @@ int main(int argc, char **argv)
 		 "task logs kept on this node (every attempt's; the oldest of ended tasks go "
 		 "first)",
 		 &a.cfg.logs_keep},
+		{"log-max", OPT_SIZE, "64M",
+		 "bytes of each task attempt's log kept (its newest; at least 64K)",
+		 &a.cfg.log_max},
 		{"heartbeat", OPT_DUR, "1s", "heartbeat interval (at least 100ms)",
 		 &a.cfg.heartbeat_ms},
 		{"runc", OPT_STR, "runc", "runc binary", &a.cfg.runc_bin},
@@ -215,6 +222,10 @@ int main(int argc, char **argv)
 	if (!a.cfg.insecure && !a.cfg.join) {
 		fprintf(stderr, "mlagent: --join TOKEN is required (print it with `mlmaster "
 				"token`), or --insecure for unsealed local development\n");
+		return 2;
+	}
+	if (a.cfg.log_max < LOGCAP_MIN) {
+		fprintf(stderr, "mlagent: --log-max must be at least 64K\n");
 		return 2;
 	}
 	if (a.cfg.heartbeat_ms < 100) {
@@ -385,8 +396,10 @@ int main(int argc, char **argv)
 		session_check(&a);
 		telemetry_serve(&a);
 		task_kill_overdue(&a);
-		if (now_ms() >= a.next_sync)
+		if (now_ms() >= a.next_sync) {
+			logcap_tasks(&a, 0);
 			session_sync(&a);
+		}
 	}
 	session_close(&a);
 	/* nng frees what its threads still hold (a SYNC in flight at the

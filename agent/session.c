@@ -31,6 +31,7 @@
 #include "agent.h"
 #include "err.h"
 #include "log.h"
+#include "logcap.h"
 #include "net.h"
 #include "spec.h"
 #include "util.h"
@@ -102,6 +103,16 @@ static void send_log(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx
 			 idx, a->cfg.name, strerror(errno));
 		cJSON_AddStringToObject(e, "error", msg);
 		goto out;
+	}
+	{
+		/* Bytes before the kept tail were dropped (--log-max,
+		 * logcap.h): skip to it and say how many were skipped. */
+		uint64_t start = logcap_start(fd, (uint64_t)st.st_size);
+		if (offset < start) {
+			cJSON_AddNumberToObject(e, "dropped", (double)(start - offset));
+			cJSON_AddNumberToObject(e, "log_max", (double)a->cfg.log_max);
+			offset = start;
+		}
 	}
 	buf = xmalloc(max ? max : 1);
 	if (offset < (uint64_t)st.st_size && max > 0) {

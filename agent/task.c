@@ -21,6 +21,7 @@
 #include "agent.h"
 #include "err.h"
 #include "log.h"
+#include "logcap.h"
 #include "spec.h"
 #include "units.h"
 #include "util.h"
@@ -67,9 +68,12 @@ void task_logs_trim(struct agent *a)
 	} *v = NULL;
 	size_t n = 0, cap = 0;
 	uint64_t total = 0;
-	DIR *d = opendir(a->logs_dir);
+	DIR *d;
 	struct dirent *de;
 
+	/* Each attempt's own cap first (--log-max), then the total. */
+	logcap_tasks(a, 1);
+	d = opendir(a->logs_dir);
 	if (!d || !a->cfg.logs_keep)
 		goto out;
 	while ((de = readdir(d))) {
@@ -81,14 +85,17 @@ void task_logs_trim(struct agent *a)
 			continue;
 		p = xasprintf("%s/%s", a->logs_dir, de->d_name);
 		if (stat(p, &st) == 0) {
-			total += (uint64_t)st.st_size;
+			/* What it takes on disk: a capped log's dropped
+			 * head is a hole (logcap.h). */
+			total += logcap_usage((uint64_t)st.st_size, (uint64_t)st.st_blocks);
 			if (!task_find(a, job, idx)) {
 				if (n == cap) {
 					cap = cap ? cap * 2 : 64;
 					v = xrealloc(v, cap * sizeof(*v));
 				}
 				strlcpy_ok(v[n].name, de->d_name, sizeof(v[n].name));
-				v[n].size = st.st_size;
+				v[n].size = (off_t)logcap_usage((uint64_t)st.st_size,
+								(uint64_t)st.st_blocks);
 				v[n].mtime = st.st_mtime;
 				n++;
 			}

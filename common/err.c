@@ -44,6 +44,8 @@ const char *err_str(int err)
 		return "revision compacted";
 	case ERR_NOTSUP:
 		return "not supported";
+	case ERR_BUSY:
+		return "over a rate limit";
 	}
 	return "unknown error";
 }

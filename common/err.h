@@ -28,6 +28,7 @@ enum {
 	ERR_FENCED = -15,  /* a store write lost the leader key (store_fence) */
 	ERR_COMPACTED = -16, /* a store watch's start revision was compacted away */
 	ERR_NOTSUP = -17,  /* the operation is not supported here (sqlite store: no leases) */
+	ERR_BUSY = -18,    /* over a rate limit: retry later */
 };
 
 /* A short phrase for an error code ("invalid argument"); never NULL. */

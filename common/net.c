@@ -2,6 +2,9 @@
  * net.c - wire frames over nng sockets (see net.h).
  */
 #include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
@@ -23,6 +26,75 @@ static bool seal_required;
 static bool have_peer_key;
 static uint8_t peer_key[SEAL_PK_LEN];
 
+/*
+ * Listening sockets' connections (see net_limit_conns in net.h).  Entries
+ * are made by the thread that opens listeners and never freed; the pipe
+ * callbacks, on nng's threads, touch only the atomics of their own entry.
+ */
+#define NET_LISTENERS_MAX 8
+#define NET_REFUSAL_LOG_MS 1000 /* at most one refusal line a second */
+
+static struct net_conns {
+	int sock;                /* nng_socket_id, 0 = free entry */
+	atomic_int closed_fd;    /* where REM_POST writes pipe ids, -1 = none */
+	atomic_uint max;         /* 0 = no cap */
+	atomic_uint open;        /* pipes between ADD_PRE and REM_POST */
+	atomic_uint_fast64_t refused, logged_at;
+	char what[32], opt[32];
+} conns_tab[NET_LISTENERS_MAX];
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct net_conns *conns_find(nng_socket s, bool create)
+{
+	struct net_conns *c = NULL;
+	int id = nng_socket_id(s);
+
+	pthread_mutex_lock(&conns_lock);
+	for (size_t i = 0; i < NET_LISTENERS_MAX && !c; i++)
+		if (conns_tab[i].sock == id)
+			c = &conns_tab[i];
+	for (size_t i = 0; i < NET_LISTENERS_MAX && !c && create; i++)
+		if (!conns_tab[i].sock) {
+			c = &conns_tab[i];
+			c->sock = id;
+			atomic_store(&c->closed_fd, -1);
+			snprintf(c->what, sizeof(c->what), "a");
+		}
+	pthread_mutex_unlock(&conns_lock);
+	return c;
+}
+
+/* nng threads.  nng delivers REM_POST for every pipe it delivered ADD_PRE
+ * for, also one closed in ADD_PRE, so the count stays exact. */
+static void conns_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct net_conns *c = arg;
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+	unsigned n, max;
+	int fd;
+
+	if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_fetch_sub(&c->open, 1);
+		/* A full pipe means the loop is far behind; the node
+		 * timeout still catches a silent node. */
+		if ((fd = atomic_load(&c->closed_fd)) >= 0 && write(fd, &id, sizeof(id)) < 0)
+			return;
+		return;
+	}
+	n = atomic_fetch_add(&c->open, 1) + 1;
+	max = atomic_load(&c->max);
+	if (max && n > max) {
+		uint64_t now = now_ms(), last = atomic_load(&c->logged_at);
+		uint64_t refused = atomic_fetch_add(&c->refused, 1) + 1;
+		nng_pipe_close(p);
+		if (now - last >= NET_REFUSAL_LOG_MS &&
+		    atomic_compare_exchange_strong(&c->logged_at, &last, now))
+			log_warn("%s listener: connection refused: %u connections open is the "
+				 "limit (%s %u); %" PRIu64 " refused so far",
+				 c->what, max, c->opt, max, refused);
+	}
+}
+
 void net_seal(struct seal_ctx *ctx, bool required)
 {
 	seal_ctx = ctx;
@@ -43,6 +115,17 @@ int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen)
 	if ((rv = nng_rep0_open_raw(s)) != 0) {
 		snprintf(why, whylen, "cannot open socket: %s", nng_strerror(rv));
 		return ERR_IO;
+	}
+	/* Count connections from the first one (net_limit_conns). */
+	{
+		struct net_conns *c = conns_find(*s, true);
+		if (!c || nng_pipe_notify(*s, NNG_PIPE_EV_ADD_PRE, conns_event, c) != 0 ||
+		    nng_pipe_notify(*s, NNG_PIPE_EV_REM_POST, conns_event, c) != 0) {
+			snprintf(why, whylen, "cannot watch connections: more than %d listeners",
+				 NET_LISTENERS_MAX);
+			nng_close(*s);
+			return ERR_IO;
+		}
 	}
 	/* Replies may be held for a while (long polls, log relays): make
 	 * sure bursts of agents do not drop requests. */
@@ -72,10 +155,45 @@ static void pipe_closed(nng_pipe p, nng_pipe_ev ev, void *arg)
 		return;
 }
 
+int net_limit_conns(nng_socket s, uint32_t max, const char *what, const char *opt)
+{
+	struct net_conns *c = conns_find(s, false);
+
+	if (!c)
+		return ERR_INVAL;
+	pthread_mutex_lock(&conns_lock);
+	snprintf(c->what, sizeof(c->what), "%s", what);
+	snprintf(c->opt, sizeof(c->opt), "%s", opt);
+	pthread_mutex_unlock(&conns_lock);
+	atomic_store(&c->max, max);
+	return 0;
+}
+
+uint32_t net_conns_open(nng_socket s)
+{
+	struct net_conns *c = conns_find(s, false);
+
+	return c ? atomic_load(&c->open) : 0;
+}
+
+uint64_t net_conns_refused(nng_socket s)
+{
+	struct net_conns *c = conns_find(s, false);
+
+	return c ? atomic_load(&c->refused) : 0;
+}
+
 int net_watch_closed_pair(nng_socket s, int fds[2])
 {
+	struct net_conns *c = conns_find(s, false);
+
 	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0)
 		return ERR_SYS;
+	if (c) {
+		/* A listener of ours: its callback already runs. */
+		atomic_store(&c->closed_fd, fds[1]);
+		return 0;
+	}
 	if (nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, pipe_closed, (void *)(intptr_t)fds[1]) != 0) {
 		close(fds[0]);
 		close(fds[1]);
@@ -161,6 +279,14 @@ static int decode_msg(nng_msg *m, struct wire_hdr *h, cJSON **body, bool *sealed
 	int rv;
 
 	*sealed = seal_is_sealed(buf, len);
+	/* The size first: a peer learns that limit whether or not it seals. */
+	if (!*sealed && len > WIRE_HDR_LEN + WIRE_MAX_BODY) {
+		snprintf(why, whylen,
+			 "a message of %zu bytes is over the limit of %u bytes a message body "
+			 "(WIRE_MAX_BODY) plus its %d-byte header",
+			 len, WIRE_MAX_BODY, WIRE_HDR_LEN);
+		return ERR_TOOBIG;
+	}
 	if (!*sealed) {
 		if (seal_required) {
 			snprintf(why, whylen,

@@ -43,13 +43,34 @@ void net_seal(struct seal_ctx *ctx, bool required);
  * replies against.  NULL: send in the clear. */
 void net_peer_key(const uint8_t *pk);
 
-/* Open a raw rep socket listening on url.  0 or ERR_IO (why says). */
+/* Open a raw rep socket listening on url.  0 or ERR_IO (why says).  Frames
+ * over SEAL_MAX_FRAME bytes are refused by nng before it allocates them
+ * (NNG_OPT_RECVMAXSZ): it closes the connection that sent one.  A process
+ * opens at most 8 such listeners (each has a connection count for
+ * net_limit_conns, kept for the process's life). */
 int net_listen_raw(const char *url, nng_socket *s, char *why, size_t whylen);
+/*
+ * Cap the connections a socket from net_listen_raw holds at max (0: no
+ * cap).  A connection over the cap is closed as nng adds it
+ * (NNG_PIPE_EV_ADD_PRE), before any message is read from it, and a warning
+ * names the listener (what, e.g. "client") and the option that sets the cap
+ * (opt, e.g. "--max-conns"), at most one line a second.
+ *
+ * Threads: the count is kept by pipe callbacks on nng's threads with
+ * atomics only (no lock, nothing of the caller's state is touched), so the
+ * caller's one-owner-thread model is unchanged.  0, or ERR_INVAL for a
+ * socket not opened by net_listen_raw.
+ */
+int net_limit_conns(nng_socket s, uint32_t max, const char *what, const char *opt);
+/* Connections of such a socket open now, and refused by the cap so far. */
+uint32_t net_conns_open(nng_socket s);
+uint64_t net_conns_refused(nng_socket s);
 /*
  * Learn when connections of s close: returns a descriptor that polls
  * readable and yields the uint32_t ids of closed pipes (as in
- * net_peer.pipe).  The callback that writes them runs on an nng thread and
- * does nothing else.  0 or ERR_SYS.
+ * net_peer.pipe), those closed by net_limit_conns' cap included.  The
+ * callback that writes them runs on an nng thread and does nothing else.
+ * 0 or ERR_SYS.
  */
 int net_watch_closed(nng_socket s, int *fd);
 /* The same, for a socket that will be closed: fds[0] to read, fds[1] the
@@ -66,7 +87,8 @@ int net_recv_fd(nng_socket s, int *fd);
  * Receive one frame from a raw socket without blocking.  Returns 0 with the
  * peer, header and body (caller deletes body), ERR_TIMEDOUT when nothing is
  * queued, ERR_PROTO for a frame that failed wire_decode (dropped, reason in
- * why), ERR_IO otherwise.
+ * why), ERR_TOOBIG for one over WIRE_MAX_BODY (why names the limit), ERR_IO
+ * otherwise.
  */
 int net_recv_raw(nng_socket s, struct net_peer *peer, struct wire_hdr *h, cJSON **body, char *why,
 		 size_t whylen);

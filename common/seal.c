@@ -843,7 +843,8 @@ static int check_outer(const uint8_t *f, size_t len, char *why, size_t whylen)
 	}
 	body_len = get_be32(f + 12);
 	if (body_len > SEAL_MAX_BODY) {
-		set_why(why, whylen, "sealed body of %u bytes is over the limit", body_len);
+		set_why(why, whylen, "sealed body of %u bytes is over the limit of %u bytes "
+			"(SEAL_MAX_BODY)", body_len, (unsigned)SEAL_MAX_BODY);
 		return ERR_TOOBIG;
 	}
 	if (body_len != len - WIRE_HDR_LEN) {

@@ -603,7 +603,8 @@ static int decode_argv(const struct ctx *c, const struct node *n, const char *pa
 	if (list && n->type != N_SEQ)
 		return fail(c, n->line, path, "expected %s", word_seq(c));
 	if (list && n->n > SPEC_MAX_CONSTRAINTS)
-		return fail(c, n->line, path, "more than %d entries", SPEC_MAX_CONSTRAINTS);
+		return fail(c, n->line, path, "more than %d entries, the limit (SPEC_MAX_CONSTRAINTS)",
+			    SPEC_MAX_CONSTRAINTS);
 	if (list && n->n == 0) {
 		*argvp = NULL;
 		*nargvp = 0;
@@ -627,7 +628,8 @@ static int decode_argv(const struct ctx *c, const struct node *n, const char *pa
 	if (n->n == 0)
 		return fail(c, n->line, path, "must not be empty");
 	if (n->n > SPEC_MAX_ARGS)
-		return fail(c, n->line, path, "more than %d arguments", SPEC_MAX_ARGS);
+		return fail(c, n->line, path, "more than %d arguments, the limit (SPEC_MAX_ARGS)",
+			    SPEC_MAX_ARGS);
 	for (size_t i = 0; i < n->n; i++) {
 		snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
 		rv = want_text(c, &n->kids[i], ep, &t);
@@ -664,7 +666,8 @@ static int decode_env(const struct ctx *c, const struct node *n, struct spec *s)
 	if (n->type != N_MAP)
 		return fail(c, n->line, "env", "expected %s", word_map(c));
 	if (n->n > SPEC_MAX_ENV)
-		return fail(c, n->line, "env", "more than %d variables", SPEC_MAX_ENV);
+		return fail(c, n->line, "env", "more than %d variables, the limit (SPEC_MAX_ENV)",
+			    SPEC_MAX_ENV);
 	s->env = xcalloc(n->n ? n->n : 1, sizeof(*s->env));
 	for (size_t i = 0; i < n->n; i++) {
 		const struct node *kid = &n->kids[i];
@@ -1262,12 +1265,13 @@ static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 	tasks = spec_ntasks(s);
 	if (s->kind == SPEC_SERVE && tasks > SPEC_MAX_TASKS)
 		return fail(c, w->line[F_REPLICAS], fname(c, F_REPLICAS),
-			    "%u replicas + %u standby is more than %d tasks", s->replicas,
+			    "%u replicas + %u standby is more than %d tasks, the limit "
+			    "(SPEC_MAX_TASKS)", s->replicas,
 			    s->standby, SPEC_MAX_TASKS);
 	else if (tasks > SPEC_MAX_TASKS) {
 		enum fid f = s->kind == SPEC_TRAIN ? F_WORKERS : F_ARRAY;
 
-		return fail(c, w->line[f], fname(c, f), "%llu tasks is more than %d",
+		return fail(c, w->line[f], fname(c, f), "%llu tasks is more than %d, the limit (SPEC_MAX_TASKS)",
 			    (unsigned long long)tasks, SPEC_MAX_TASKS);
 	}
 
@@ -1317,7 +1321,9 @@ static int validate(const struct ctx *c, struct spec *s, const struct where *w)
 				    s->autoscale.max);
 		if ((uint64_t)s->autoscale.max + s->standby > SPEC_MAX_TASKS)
 			return fail(c, w->line[F_AS_MAX], fpath(c, F_AS_MAX, path, sizeof(path)),
-				    "%u + %u standby is more than %d tasks", s->autoscale.max,
+				    "%u + %u standby is more than %d tasks, the limit "
+				    "(SPEC_MAX_TASKS)",
+				    s->autoscale.max,
 				    s->standby, SPEC_MAX_TASKS);
 	}
 	return 0;
@@ -1358,7 +1364,8 @@ int spec_parse_yaml(const char *path, const char *text, size_t len, struct spec 
 	if (err && errlen)
 		err[0] = '\0';
 	if (len > SPEC_MAX_BYTES)
-		return fail(&c, 0, NULL, "larger than %d bytes", SPEC_MAX_BYTES);
+		return fail(&c, 0, NULL, "larger than %d bytes, the limit (SPEC_MAX_BYTES)",
+			    SPEC_MAX_BYTES);
 	rv = yaml_to_tree(&c, text, len, &root);
 	if (rv < 0)
 		goto out;
@@ -1380,7 +1387,8 @@ int spec_parse_file(const char *path, struct spec **out, char *err, size_t errle
 		err[0] = '\0';
 	rv = file_read(path, SPEC_MAX_BYTES, &text, &len);
 	if (rv == ERR_TOOBIG)
-		fail(&c, 0, NULL, "larger than %d bytes", SPEC_MAX_BYTES);
+		fail(&c, 0, NULL, "larger than %d bytes, the limit (SPEC_MAX_BYTES)",
+			    SPEC_MAX_BYTES);
 	else if (rv < 0)
 		fail(&c, 0, NULL, "cannot read: %s", err_str(rv));
 	else

@@ -281,8 +281,9 @@ int wire_decode(const uint8_t *buf, size_t len, struct wire_hdr *h, cJSON **body
 		return ERR_PROTO;
 	}
 	if (hdr.body_len > WIRE_MAX_BODY) {
-		set_why(why, whylen, "body_len %u exceeds the limit %u", hdr.body_len,
-			WIRE_MAX_BODY);
+		set_why(why, whylen,
+			"a body of %u bytes is over the limit of %u bytes a message (WIRE_MAX_BODY)",
+			hdr.body_len, WIRE_MAX_BODY);
 		return ERR_TOOBIG;
 	}
 	if (len - WIRE_HDR_LEN != hdr.body_len) {

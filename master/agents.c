@@ -723,6 +723,20 @@ void agents_handle(struct master *m, const struct net_peer *peer, const struct w
 	n = node_find(m, name);
 	if (!m->cfg.insecure && !agent_key_ok(m, n, name, peer, body))
 		return;
+	{
+		/* Labels over their limits (bounds.h): refused whole, before
+		 * the node is registered or changed. */
+		const cJSON *lc, *lab;
+		char why[160];
+		if (wire_get_object(body, "capacity", &lc) == 0 &&
+		    wire_get_object(lc, "labels", &lab) == 0 &&
+		    bounds_labels_check(lab, why, sizeof(why)) != 0) {
+			log_warn("node=%s refused: %s", name, why);
+			out_reply(m, m->agents, peer, WIRE_ERROR,
+				  wire_error_body(ERR_TOOBIG, "%s", why));
+			return;
+		}
+	}
 	if (!n) {
 		n = node_add(m, name);
 		log_info("node=%s registered", name);

@@ -498,6 +498,15 @@ void api_log_reply(struct master *m, uint64_t req, cJSON *e)
 	/* done: nothing more will ever be written. */
 	cJSON_AddBoolToObject(r, "done", eof && !running);
 	{
+		/* The agent skipped bytes its --log-max dropped. */
+		uint64_t dropped = 0, cap = 0;
+		if (wire_get_u64(e, "dropped", UINT64_MAX >> 11, &dropped) == 0 && dropped) {
+			cJSON_AddNumberToObject(r, "dropped", (double)dropped);
+			wire_get_u64(e, "log_max", UINT64_MAX >> 11, &cap);
+			cJSON_AddNumberToObject(r, "log_max", (double)cap);
+		}
+	}
+	{
 		uint64_t att = 0;
 		wire_get_u64(e, "attempt", UINT32_MAX, &att);
 		cJSON_AddNumberToObject(r, "attempt", (double)att);

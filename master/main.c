@@ -73,6 +73,10 @@ static void drain(struct master *m, nng_socket s, bool agents)
 		rv = net_recv_raw(s, &peer, &h, &body, why, sizeof(why));
 		if (rv == ERR_TIMEDOUT)
 			return;
+		if (rv == ERR_TOOBIG) {
+			guard_refuse_frame(m, s, &peer, agents, why);
+			continue;
+		}
 		if (rv != 0) {
 			log_warn("%s socket: message rejected: %s", agents ? "agent" : "client",
 				 why);
@@ -88,7 +92,9 @@ static void drain(struct master *m, nng_socket s, bool agents)
 								   "(mlmaster init makes one)"));
 			continue;
 		}
-		if (!m->ha.leading && (agents || !leader_follower_reads(m, h.type)))
+		if (!guard_admit(m, s, &peer, &h, agents))
+			; /* refused, with a reply that names the limit */
+		else if (!m->ha.leading && (agents || !leader_follower_reads(m, h.type)))
 			leader_refuse(m, s, &peer, agents);
 		else if (agents)
 			agents_handle(m, &peer, &h, body);
@@ -214,6 +220,15 @@ int main(int argc, char **argv)
 		{"rotate", OPT_BOOL, NULL,
 		 "with `token`: make a new join token (the old one stops admitting agents)",
 		 &rotate},
+		{"max-conns", OPT_UINT, "1024", "connections the client listener holds (0: no cap)",
+		 &m.cfg.max_conns},
+		{"max-agent-conns", OPT_UINT, "20000",
+		 "connections the agent listener holds (0: no cap)", &m.cfg.max_agent_conns},
+		{"rate-limit", OPT_UINT, "1000",
+		 "requests a second per client (its key; in the clear, its host), 0: none",
+		 &m.cfg.rate_limit},
+		{"agent-rate-limit", OPT_UINT, "1000", "requests a second per agent, 0: none",
+		 &m.cfg.agent_rate_limit},
 		{"log-level", OPT_STR, "info", "error, warn, info or debug", &level},
 		{"debug", OPT_STR, "all", "debug subsystems: sched,runc,store,wire or all", &debug},
 		{NULL, 0, NULL, NULL, NULL},
@@ -254,6 +269,13 @@ int main(int argc, char **argv)
 	}
 	log_init("mlmaster", lvl, 2);
 	log_set_subs(subs);
+	if (m.cfg.max_conns > UINT32_MAX || m.cfg.max_agent_conns > UINT32_MAX ||
+	    m.cfg.rate_limit > 1000000 || m.cfg.agent_rate_limit > 1000000) {
+		fprintf(stderr, "mlmaster: --max-conns and --max-agent-conns are at most %u, "
+				"--rate-limit and --agent-rate-limit at most 1000000\n",
+			UINT32_MAX);
+		return 2;
+	}
 	if (m.cfg.node_timeout_ms < 200) {
 		fprintf(stderr, "mlmaster: --node-timeout must be at least 200ms\n");
 		return 2;
@@ -356,6 +378,7 @@ int main(int argc, char **argv)
 	if (net_recv_fd(m.ctl, &ctl_fd) != 0 || net_recv_fd(m.agents, &ag_fd) != 0 ||
 	    net_watch_closed(m.agents, &closed_fd) != 0)
 		fatal("cannot get socket descriptors");
+	guard_init(&m);
 	if (telemetry_start(&m, err, sizeof(err)) != 0)
 		fatal("--metrics-listen: %s", err);
 	log_info("mlmaster %s listening on %s (clients) and %s (agents), store %s",
@@ -394,6 +417,7 @@ int main(int argc, char **argv)
 	nng_close(m.ctl);
 	nng_close(m.agents);
 	nng_fini(); /* what nng's threads still hold (replies in flight) */
+	guard_free(&m);
 	store_close(m.store);
 	sched_free(m.core);
 	pools_free(m.pools);

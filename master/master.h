@@ -27,6 +27,7 @@
 #include "serve.h"
 #include "metrics.h"
 #include "queues.h"
+#include "bounds.h"
 
 #define NODE_NAME_MAX 63
 #define REASON_MAX 256
@@ -202,6 +203,9 @@ struct master_cfg {
 	bool insecure;
 	const char *pools_file; /* --pools: node pools and bursting (pools.h) */
 	const char *queues_file; /* --queues: team queues (queues.h), NULL = none */
+	/* Limits at the edge (guard.c, docs/limits.md); 0 = none. */
+	uint64_t max_conns, max_agent_conns;   /* connections per listener */
+	uint64_t rate_limit, agent_rate_limit; /* requests a second per peer */
 };
 
 struct master {
@@ -252,6 +256,11 @@ struct master {
 	uint64_t next_logreq;
 	struct outmsg *out_head, **out_tail;
 	uint64_t seq;
+	/* guard.c: request rates per peer, one table per socket. */
+	struct {
+		struct bounds_rate *clients, *agents;
+		uint64_t refused, logged_at;
+	} guard;
 	/* Counters and histograms for --metrics-listen (telemetry.c). */
 	struct {
 		uint64_t submitted, placements, preemptions, node_losses, restarts, reschedules,
@@ -447,6 +456,17 @@ bool keys_is_admin(const struct master *m, const uint8_t *pk);
 bool keys_is_command(const char *verb);
 /* Run the command argv[0..nargs-1] on state folder dir; the exit status. */
 int keys_command(const char *dir, int nargs, char **argv, bool rotate);
+/* guard.c: limits checked before a request reaches a handler. */
+/* Make the rate tables and cap the listeners' connections (from cfg). */
+void guard_init(struct master *m);
+void guard_free(struct master *m);
+/* May this request go on?  False: over its peer's rate or a size limit, and
+ * an error naming the limit is queued as its reply. */
+bool guard_admit(struct master *m, nng_socket s, const struct net_peer *peer,
+		 const struct wire_hdr *h, bool agents);
+/* Answer a frame refused for its size (why from net_recv_raw). */
+void guard_refuse_frame(struct master *m, nng_socket s, const struct net_peer *peer, bool agents,
+			const char *why);
 
 /* main.c */
 void out_reply(struct master *m, nng_socket sock, const struct net_peer *peer, uint16_t type,

@@ -164,6 +164,11 @@ static void disconnect(void)
 }
 
 /* Send a request and return the OK body (caller deletes); exits on errors. */
+/* Wait and ask again when the master says this client is over its rate
+ * (mlmaster --rate-limit), instead of failing: set by commands that make
+ * many requests in a row (logs). */
+static bool retry_busy;
+
 cJSON *call(uint16_t type, cJSON *body)
 {
 	struct wire_hdr h;
@@ -197,6 +202,10 @@ cJSON *call(uint16_t type, cJSON *body)
 		if (rv == ERR_TIMEDOUT)
 			die(3, "no answer from the master at %s (is mlmaster running?)",
 			    current_url());
+		if (rv == ERR_TOOBIG)
+			die(1, "the %s request is over the limit of %u bytes a message "
+			       "(WIRE_MAX_BODY)",
+			    wire_type_str(type), WIRE_MAX_BODY);
 		if (rv != 0)
 			die(3, "talking to %s: %s", current_url(), why);
 		if (h.type == WIRE_ERROR) {
@@ -204,6 +213,11 @@ cJSON *call(uint16_t type, cJSON *body)
 			int64_t code = 0;
 			wire_get_int(r, "code", INT32_MIN, INT32_MAX, &code);
 			wire_get_str(r, "message", WIRE_MAX_STR, &msg);
+			if (code == ERR_BUSY && retry_busy && now_ms() < deadline) {
+				cJSON_Delete(r);
+				usleep(50000);
+				continue;
+			}
 			if (code == ERR_NOTLEADER && ++hops <= (int)nmasters + 2 &&
 			    now_ms() < deadline) {
 				/* A follower: go to the leader it names, or try
@@ -817,6 +831,7 @@ static int cmd_logs(int argc, char **argv)
 	int64_t attempt = -1;
 
 	verb_help(argc, argv, usage_logs);
+	retry_busy = true;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0)
 			follow = true;
@@ -874,6 +889,22 @@ static int cmd_logs(int argc, char **argv)
 		if (sodium_base642bin(raw, b64len + 1, data, b64len, NULL, &rawlen, NULL,
 				      sodium_base64_VARIANT_ORIGINAL) != 0)
 			die(3, "malformed log data from the master");
+		{
+			/* The node kept only the log's tail (mlagent --log-max). */
+			uint64_t dropped = 0, cap = 0;
+			if (wire_get_u64(r, "dropped", UINT64_MAX >> 11, &dropped) == 0 &&
+			    dropped) {
+				char c[32] = "?";
+				if (wire_get_u64(r, "log_max", UINT64_MAX >> 11, &cap) == 0)
+					units_format_size(cap, c, sizeof(c));
+				fflush(stdout);
+				fprintf(stderr,
+					"mlctl: %" PRIu64 " older bytes of this log were dropped: "
+					"its node keeps the newest %s of each attempt's log "
+					"(mlagent --log-max)\n",
+					dropped, c);
+			}
+		}
 		fwrite(raw, 1, rawlen, stdout);
 		fflush(stdout);
 		free(raw);

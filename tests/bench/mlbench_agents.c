@@ -967,7 +967,7 @@ static int start_master(const char *bin)
 {
 	char tmpl[] = "/tmp/mlbench-agents.XXXXXX", *log, *p, *tok, *pub, *agent_url, *ctl_url;
 	char *init_argv[] = {(char *)bin, "init", "--state-dir", NULL, NULL};
-	char *argv[16];
+	char *argv[24];
 	posix_spawn_file_actions_t fa;
 	int aport, cport, rv, i = 0;
 	size_t len;
@@ -1016,6 +1016,14 @@ static int start_master(const char *bin)
 	argv[i++] = agent_url;
 	argv[i++] = "--log-level";
 	argv[i++] = (char *)cfg.loglevel;
+	/* A benchmark measures throughput: the per-client rate limit and
+	 * the connection caps (docs/limits.md) would measure themselves. */
+	argv[i++] = "--rate-limit";
+	argv[i++] = "0";
+	argv[i++] = "--agent-rate-limit";
+	argv[i++] = "0";
+	argv[i++] = "--max-agent-conns";
+	argv[i++] = "0";
 	argv[i] = NULL;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0600);

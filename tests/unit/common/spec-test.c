@@ -315,10 +315,11 @@ static const struct {
 			    "on-failure or always"},
     {"restart-scalar.yaml", "restart-scalar.yaml:5: restart: expected a mapping"},
     {"serve-too-many-tasks.yaml", "serve-too-many-tasks.yaml:5: replicas: 9000 replicas + 1001 "
-				  "standby is more than 10000 tasks"},
+				  "standby is more than 10000 tasks, the limit (SPEC_MAX_TASKS)"},
     {"syntax-error.yaml",
      "syntax-error.yaml:4: YAML syntax error: did not find expected ',' or ']'"},
-    {"too-many-tasks.yaml", "too-many-tasks.yaml:5: workers: 10001 tasks is more than 10000"},
+    {"too-many-tasks.yaml", "too-many-tasks.yaml:5: workers: 10001 tasks is more than 10000, "
+			    "the limit (SPEC_MAX_TASKS)"},
     {"top-list.yaml", "top-list.yaml:1: expected a mapping at the top level"},
     {"top-scalar.yaml", "top-scalar.yaml:1: expected a mapping at the top level"},
     {"two-documents.yaml", "two-documents.yaml:5: only one YAML document is allowed"},
@@ -407,7 +408,7 @@ static void test_parse_file(void **state)
 		free(big);
 		assert_int_equal(spec_parse_file(tmp, &s, err, sizeof(err)), ERR_TOOBIG);
 		assert_null(s);
-		snprintf(want, sizeof(want), "%s: larger than 262144 bytes", tmp);
+		snprintf(want, sizeof(want), "%s: larger than 262144 bytes, the limit (SPEC_MAX_BYTES)", tmp);
 		assert_string_equal(err, want);
 		unlink(tmp);
 	}
@@ -430,7 +431,7 @@ static void test_yaml_misc(void **state)
 	assert_string_equal(s->command[SPEC_MAX_ARGS - 1], "a255");
 	spec_free(s);
 	strcpy(p, ", x]\n");
-	expect_yaml_error(big, "t.yaml:4: command: more than 256 arguments");
+	expect_yaml_error(big, "t.yaml:4: command: more than 256 arguments, the limit (SPEC_MAX_ARGS)");
 
 	p = big + sprintf(big, "name: a\nkind: train\nimage: /i\ncommand: [x]\nenv:\n");
 	for (n = 0; n < SPEC_MAX_ENV; n++)
@@ -441,7 +442,7 @@ static void test_yaml_misc(void **state)
 	assert_string_equal(s->env[255].val, "255");
 	spec_free(s);
 	strcpy(p, "  X: y\n");
-	expect_yaml_error(big, "t.yaml:6: env: more than 256 variables");
+	expect_yaml_error(big, "t.yaml:6: env: more than 256 variables, the limit (SPEC_MAX_ENV)");
 
 	/* The byte limit is checked before any parsing. */
 	memset(big, '#', SPEC_MAX_BYTES + 1);
@@ -449,7 +450,7 @@ static void test_yaml_misc(void **state)
 	assert_int_equal(spec_parse_yaml("big.yaml", big, SPEC_MAX_BYTES + 1, &s, err, sizeof(err)),
 			 ERR_INVAL);
 	assert_null(s);
-	assert_string_equal(err, "big.yaml: larger than 262144 bytes");
+	assert_string_equal(err, "big.yaml: larger than 262144 bytes, the limit (SPEC_MAX_BYTES)");
 
 	/* Nesting far beyond any spec is refused before the tree is built. */
 	p = big + sprintf(big, "name: ");
