@@ -64,6 +64,7 @@
 #define MAX_MODELS 32          /* distinct GPU models of nodes and templates */
 #define MAX_EVENTS_PER_JOB 64  /* a run that needs more has not converged */
 #define MS_PER_HOUR 3600000.0
+#define MAX_TIME_S 1000000000000ull /* trace times in seconds (simulated in ms) */
 
 /* ---- the input every run shares ---- */
 
@@ -134,6 +135,8 @@ struct prun {
 	int32_t *owner;             /* sched node id -> cloud node, -1 = on-prem */
 	uint32_t owner_cap;
 	struct evheap h;
+	struct ev *due;             /* this instant's IDLE events, checked after the pass */
+	size_t ndue, capdue;
 	uint64_t now, t_first, t_end;
 	uint64_t onprem_used, cloud_used; /* milli-GPUs held now */
 	double onprem_area, cloud_area;   /* milli-GPU x ms */
@@ -560,6 +563,7 @@ static void run_free(struct prun *r)
 	free(r->cn);
 	free(r->owner);
 	free(r->h.v);
+	free(r->due);
 	free(r->delay_s);
 	r->s = NULL;
 	r->sj = NULL;
@@ -569,6 +573,7 @@ static void run_free(struct prun *r)
 	r->cn = NULL;
 	r->owner = NULL;
 	r->h.v = NULL;
+	r->due = NULL;
 	r->delay_s = NULL;
 }
 
@@ -594,15 +599,14 @@ static int run(struct prun *r)
 	while (next < c->njobs || r->h.n > 0) {
 		uint64_t t = UINT64_MAX;
 		bool changed = false;
-		uint32_t idle[64], nidle = 0;
-		uint64_t stamp[64];
 
 		if (next < c->njobs)
 			t = c->jobs[next].create * 1000;
 		if (r->h.n > 0 && r->h.v[0].t < t)
 			t = r->h.v[0].t;
 		advance(r, t);
-		while (r->h.n > 0 && r->h.v[0].t == t && nidle < 64) {
+		r->ndue = 0;
+		while (r->h.n > 0 && r->h.v[0].t == t) {
 			struct ev e = ev_pop(&r->h);
 
 			r->events++;
@@ -619,8 +623,11 @@ static int run(struct prun *r)
 				}
 				break;
 			case EV_IDLE:
-				idle[nidle] = e.idx;
-				stamp[nidle++] = e.stamp;
+				if (r->ndue == r->capdue) {
+					r->capdue = r->capdue ? r->capdue * 2 : 16;
+					r->due = xrealloc(r->due, r->capdue * sizeof(*r->due));
+				}
+				r->due[r->ndue++] = e;
 				break;
 			case EV_WAKE:
 				break;
@@ -644,8 +651,8 @@ static int run(struct prun *r)
 		}
 		if (changed)
 			pass(r);
-		for (uint32_t i = 0; i < nidle; i++)
-			idle_check(r, idle[i], stamp[i]);
+		for (size_t i = 0; i < r->ndue; i++)
+			idle_check(r, r->due[i].idx, r->due[i].stamp);
 		if (r->burst)
 			burst_scan(r);
 		if (r->events > limit) {
@@ -1032,6 +1039,13 @@ int pools_replay_main(int argc, char **argv)
 	/* Pods still running when the trace was taken have no deletion_time:
 	 * they run to the trace's end (its latest time). */
 	for (uint32_t j = 0; j < c.njobs; j++) {
+		if (jobs[j].create > MAX_TIME_S ||
+		    (jobs[j].delete != UINT64_MAX && jobs[j].delete > MAX_TIME_S)) {
+			fprintf(stderr, "mlbench replay --pools: %s: the job in data row %" PRIu32
+				": creation_time and deletion_time must be at most %" PRIu64 " s\n",
+				jobs_path, jobs[j].order + 1, (uint64_t)MAX_TIME_S);
+			goto out;
+		}
 		if (jobs[j].create > t_trace_end)
 			t_trace_end = jobs[j].create;
 		if (jobs[j].delete != UINT64_MAX && jobs[j].delete > t_trace_end)
