@@ -3,7 +3,7 @@
  * plus cloud bursting, against fixed clusters, in simulated time.
  *
  *   mlbench replay --pools pools.yaml --nodes nodes.csv --jobs jobs.csv
- *                  [--policy binpack] [--boot-time DURATION]
+ *                  [--policy binpack] [--plugin-dir DIR] [--boot-time DURATION]
  *
  * THE SIMULATION.  A discrete-event loop over simulated milliseconds; no
  * clock is read.  Job j arrives at its creation_time, queues, and once placed
@@ -977,7 +977,7 @@ static void print_runs(const struct prun *runs)
 
 int pools_replay_main(int argc, char **argv)
 {
-	const char *nodes_path, *jobs_path, *pools_path, *pname, *boot;
+	const char *nodes_path, *jobs_path, *pools_path, *pname, *boot, *plugdir;
 	const struct opt tab[] = {
 		{"pools", OPT_STR, NULL, "pools file, as for mlmaster --pools (the cloud pools "
 		 "burst; hooks are not run)", &pools_path},
@@ -986,6 +986,8 @@ int pools_replay_main(int argc, char **argv)
 		{"jobs", OPT_STR, NULL, "jobs CSV: name,cpu_milli,memory_mib,num_gpu,gpu_milli"
 		 "[,gpu_spec],creation_time,deletion_time", &jobs_path},
 		{"policy", OPT_STR, "binpack", "placement policy of the scheduler core", &pname},
+		{"plugin-dir", OPT_STR, NULL, "load placement policy plugins (*.so) from here",
+		 &plugdir},
 		{"boot-time", OPT_STR, NULL, "how long a provisioned node takes to be usable "
 		 "(default: its pool's boot_timeout)", &boot},
 		{NULL, 0, NULL, NULL, NULL},
@@ -1012,6 +1014,10 @@ int pools_replay_main(int argc, char **argv)
 		return EXIT_BAD;
 	}
 	rc = EXIT_BAD;
+	if (plugdir && sched_policy_load_dir(plugdir, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mlbench replay --pools: --plugin-dir: %s\n", err);
+		goto out;
+	}
 	if (!(c.policy = sched_policy_find(pname))) {
 		fprintf(stderr, "mlbench replay --pools: --policy: no policy \"%s\" in the "
 			"scheduler core (one of:", pname);

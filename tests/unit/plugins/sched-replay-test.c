@@ -5,7 +5,7 @@
  * replayed in file order, and --inflate prints the curve and writes its CSV.
  * replay --pools simulates bursting: a second job that waits for the one GPU
  * on-prem gets a cloud node after burst_after plus the boot, and is billed
- * from provision to idle release.
+ * from provision to idle release; a job asking a model nothing has never runs.
  * The test writes its own tiny CSVs and runs the mlbench built next to it
  * (MLBENCH, set by Makefile.am).
  */
@@ -240,6 +240,20 @@ static void test_pools_burst(void **state)
 		 "--jobs %s/two.csv --boot-time 30s", d->path, d->path, d->path);
 	assert_int_equal(run(args, out, sizeof(out)), 0);
 	assert_row(out, "queueing delay, max s", 3600, 90, 0);
+
+	/* A job whose model nothing has never runs, and is not timed. */
+	write_file(d->path, "three.csv",
+		   "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,creation_time,"
+		   "deletion_time\n"
+		   "j-1,1000,1024,1,1000,A100,0,3600\n"
+		   "j-2,1000,1024,1,1000,,0,3600\n"
+		   "j-3,1000,1024,1,1000,H100,0,3600\n");
+	snprintf(args, sizeof(args), "replay --pools %s/pools.yaml --nodes %s/one.csv "
+		 "--jobs %s/three.csv", d->path, d->path, d->path);
+	assert_int_equal(run(args, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "1 job(s) ask a GPU model that no node or template has"));
+	assert_row(out, "jobs never run", 1, 1, 1);
+	assert_row(out, "queueing delay, max s", 3600, 180, 0);
 
 	/* Bad input is refused with what and why. */
 	snprintf(args, sizeof(args), "replay --pools %s/pools.yaml --nodes %s/one.csv "
