@@ -9,6 +9,8 @@
  *   mlbench replay --nodes nodes.csv --jobs jobs.csv [--policy binpack|LIST|all]
  *                  [--no-deletions] [--no-baseline] [--inflate 130 [--seed 1]]
  *                  [--csv curve.csv] [--mix trace|seen] [--plugin-dir DIR] [--quiet]
+ *   mlbench replay --pools pools.yaml --nodes nodes.csv --jobs jobs.csv
+ *                  [--policy binpack] [--boot-time 2m]   (mlbench_pools.c)
  *
  * sched: identical nodes, a random job stream drawn from --mix ("GPUs:weight"
  * pairs; GPUs may be a share such as 0.5), each job one task, placed one after
@@ -42,19 +44,16 @@
 #include <time.h>
 
 #include "err.h"
+#include "mlbench.h"
 #include "opt.h"
 #include "res.h"
 #include "sched/sched.h"
 #include "units.h"
 #include "util.h"
 
-#define MILLI 1000u
-#define MIB (1024ull * 1024ull)
 #define MAX_MIX 16
-#define MAX_SPEC_MODELS 8 /* models in one gpu_spec ("A|B|C") */
 #define MAX_CSV_FIELDS 32
 #define MAX_CSV_BYTES (1024ull * 1024ull * 1024ull)
-#define EXIT_BAD 2
 
 /* ---- small helpers ---- */
 
@@ -76,7 +75,7 @@ static uint64_t rng_next(uint64_t *state)
 	return z ^ (z >> 31);
 }
 
-static int cmp_u32(const void *a, const void *b)
+int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
@@ -84,7 +83,7 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 /* Nearest-rank percentile (p in 1..100) of a sorted array. */
-static uint32_t pct(const uint32_t *v, size_t n, size_t p)
+uint32_t pct(const uint32_t *v, size_t n, size_t p)
 {
 	size_t rank = (n * p + 99) / 100;
 
@@ -749,19 +748,6 @@ static const struct csv_col job_cols[JC_COUNT] = {
 	[JC_DELETE] = {{"deletion_time", NULL}, false},
 };
 
-struct rnode {
-	char name[SCHED_NAME_LEN];
-	struct res_node cap;
-};
-
-struct rjob {
-	struct res res;
-	char models[MAX_SPEC_MODELS][RES_MODEL_LEN];
-	uint32_t nmodels; /* 0 = any model */
-	uint64_t create, delete; /* delete == UINT64_MAX: never */
-	uint32_t order;          /* row in the file: ties in creation time keep it */
-};
-
 /* GPU memory is not in the trace; a guess from the model name keeps the nodes
  * realistic (no trace job asks for GPU memory, so it does not change a fit). */
 static uint64_t model_mem(const char *model)
@@ -780,7 +766,7 @@ static uint64_t model_mem(const char *model)
 	return 0;
 }
 
-static int load_nodes(const char *path, struct rnode **out, uint32_t *nout)
+int load_nodes(const char *path, struct rnode **out, uint32_t *nout)
 {
 	struct csv c;
 	struct rnode *nodes = NULL;
@@ -862,7 +848,7 @@ bad:
  * then ignored); num_gpu == 1 asks gpu_milli milli-GPUs, a share when below
  * 1000 (0 or empty means the whole card); num_gpu == 0 is a CPU-only job.
  */
-static int load_jobs(const char *path, struct rjob **out, uint32_t *nout)
+int load_jobs(const char *path, struct rjob **out, uint32_t *nout)
 {
 	struct csv c;
 	struct rjob *jobs = NULL;
@@ -919,7 +905,7 @@ out:
 	return rc;
 }
 
-static int cmp_create(const void *a, const void *b)
+int cmp_create(const void *a, const void *b)
 {
 	const struct rjob *x = a, *y = b;
 
@@ -1455,6 +1441,12 @@ static int cmd_replay(int argc, char **argv)
 	char err[256];
 	int nargs, rc;
 
+	/* Hybrid clusters are their own simulation (mlbench_pools.c). */
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--pools") == 0 || strncmp(argv[i], "--pools=", 8) == 0) {
+			free(runs);
+			return pools_replay_main(argc, argv);
+		}
 	rc = opt_parse(tab, argc, argv, &nargs, "mlbench replay", "--nodes FILE --jobs FILE",
 		       err, sizeof(err));
 	if (rc == 1) {
@@ -1539,13 +1531,12 @@ static void usage(FILE *f)
 		"usage: mlbench sched [options]    place synthetic jobs on simulated nodes\n"
 		"       mlbench replay --nodes FILE --jobs FILE [options]\n"
 		"                                  replay a cluster trace\n"
+		"       mlbench replay --pools FILE --nodes FILE --jobs FILE [options]\n"
+		"                                  the trace on on-prem nodes plus cloud bursting\n"
 		"       mlbench agents [--count N --interval 1s --tasks-per-agent N --submit N]\n"
 		"                                  simulated agents against a real mlmaster\n"
 		"       mlbench sched|replay|agents --help\n");
 }
-
-/* mlbench_agents.c */
-int agents_main(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
