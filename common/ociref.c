@@ -47,16 +47,17 @@ int ociref_parse(const char *image, char *path, size_t pathlen, char *tag, size_
 		set_why(why, whylen, "no layout PATH after \"oci:\" (oci:PATH or oci:PATH:TAG)");
 		return ERR_INVAL;
 	}
-	if (p[0] != '/') {
-		set_why(why, whylen, "layout PATH \"%.*s\" is not absolute", (int)(plen > 200 ? 200 : plen),
-			p);
-		return ERR_INVAL;
-	}
+	/* Before any message quotes the PATH: one line, no control bytes. */
 	for (size_t i = 0; i < plen; i++)
 		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
 			set_why(why, whylen, "layout PATH holds a control character");
 			return ERR_INVAL;
 		}
+	if (p[0] != '/') {
+		set_why(why, whylen, "layout PATH \"%.*s\" is not absolute", (int)(plen > 200 ? 200 : plen),
+			p);
+		return ERR_INVAL;
+	}
 	if (plen > OCIREF_PATH_MAX) {
 		set_why(why, whylen, "layout PATH is %zu characters long, over the limit of %d",
 			plen, OCIREF_PATH_MAX);
@@ -80,10 +81,21 @@ int ociref_parse(const char *image, char *path, size_t pathlen, char *tag, size_
 	}
 	for (size_t i = 0; i < tlen; i++)
 		if (!tag_char(t[i], i == 0)) {
-			set_why(why, whylen,
-				"tag \"%.*s\" is not a valid tag ([A-Za-z0-9_][A-Za-z0-9._-]*; a "
-				"'/' there means a PATH with ':', which is not allowed)",
-				(int)(tlen > 130 ? 130 : tlen), t);
+			/* Quoted only when all of it is printable: a message
+			 * is one clean line. */
+			size_t k = 0;
+			while (k < tlen && (unsigned char)t[k] >= 0x20 && (unsigned char)t[k] < 0x7f)
+				k++;
+			if (k < tlen)
+				set_why(why, whylen,
+					"tag holds byte 0x%02x at position %zu: not a valid tag "
+					"([A-Za-z0-9_][A-Za-z0-9._-]*)",
+					(unsigned char)t[k], k);
+			else
+				set_why(why, whylen,
+					"tag \"%.*s\" is not a valid tag ([A-Za-z0-9_][A-Za-z0-9._-]*; "
+					"a '/' there means a PATH with ':', which is not allowed)",
+					(int)(tlen > 130 ? 130 : tlen), t);
 			return ERR_INVAL;
 		}
 	if ((path && plen >= pathlen) || (tag && tlen >= taglen)) {

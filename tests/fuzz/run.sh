@@ -46,7 +46,7 @@ CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -Icommon -Iplugins -Iagent -Itests/fuzz
  -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
  $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -lpthread -ldl"
-COMMON="err util log units res spec spec_json ociref wire seal"
+COMMON="err util proc log units res spec spec_json ociref wire seal bounds"
 
 # Rebuild an object when its source, or any header it may include, is newer.
 newest_hdr=$(ls -t common/*.h agent/*.h master/queues.h plugins/sched/sched.h tests/fuzz/*.h | head -n1)
