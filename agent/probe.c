@@ -48,7 +48,7 @@ struct probe {
 	char **argv; /* exec: runc --root R exec ID CMD..., NULL-ended */
 	size_t argc;
 	/* settings */
-	uint64_t interval, timeout, grace_until;
+	uint64_t interval, timeout, grace, grace_until;
 	uint32_t need_fail, need_ok;
 	/* verdict */
 	enum probe_state state;
@@ -268,6 +268,7 @@ struct probe *probe_new(const cJSON *health, const char *container_id, const str
 		goto fail;
 	p->need_fail = (uint32_t)fails;
 	p->need_ok = (uint32_t)oks;
+	p->grace = grace;
 	p->grace_until = started + grace;
 	if (http) {
 		if (!cJSON_IsString(http)) {
@@ -607,4 +608,10 @@ uint32_t probe_streak(const struct probe *p)
 const char *probe_target(const struct probe *p)
 {
 	return p->target;
+}
+
+void probe_started(struct probe *p, uint64_t started)
+{
+	p->grace_until = started + p->grace;
+	p->next_at = started + p->interval;
 }

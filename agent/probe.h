@@ -69,6 +69,11 @@ struct probe;
  */
 struct probe *probe_new(const cJSON *health, const char *container_id, const struct runc *r,
 			uint64_t started, uint64_t now, char *why, size_t whylen);
+/* The container has started now (a probe made before runc ran, to refuse a
+ * bad health object before anything starts): grace and the first check
+ * count from started, not from probe_new's, which can be hundreds of ms
+ * earlier on a loaded node.  Call before the first probe_step. */
+void probe_started(struct probe *p, uint64_t started);
 /* Ends a check in flight (closes its socket, SIGKILLs and reaps its exec
  * process) and frees p.  NULL is fine. */
 void probe_free(struct probe *p);

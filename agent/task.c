@@ -287,8 +287,8 @@ void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uin
 		snprintf(why, sizeof(why), "health: must be an object");
 		goto fail;
 	}
-	/* Made now to check it (the container starts within milliseconds,
-	 * its first check is due when it has). */
+	/* Made now to check it; its clock starts once the container has
+	 * (probe_started below). */
 	if (health &&
 	    !(probe = probe_new(health, t->id, &a->runc, now_ms(), now_ms(), why, sizeof(why))))
 		goto fail;
@@ -326,6 +326,8 @@ void task_start(struct agent *a, const cJSON *o, uint64_t job, uint32_t idx, uin
 		goto fail;
 	if ((rv = shim_spawn(t, why, sizeof(why))) != 0)
 		goto fail;
+	if (probe)
+		probe_started(probe, now_ms());
 	t->probe = probe;
 	t->has_health = probe != NULL;
 	t->health = PROBE_UNKNOWN;

@@ -2,6 +2,8 @@
 # A malformed spec is refused with a message naming file, line and field,
 # and nothing is stored; bad command lines exit 2 with a message.
 . "$(dirname "$0")/lib.sh"
+# This test checks mlctl itself: the build under test, not MLS_CTL.
+MLCTL_BIN=$MLCTL_UNDER_TEST
 
 start_master || exit 1
 start_agent a1 --gpus 1x16G || exit 1

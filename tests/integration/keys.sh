@@ -10,6 +10,8 @@
 #    revoked one is refused at once with a clear error (not a timeout);
 #  - key files readable by others: daemons and mlctl refuse to start.
 . "$(dirname "$0")/lib.sh"
+# This test checks mlctl itself: the build under test, not MLS_CTL.
+MLCTL_BIN=$MLCTL_UNDER_TEST
 [ "$SECURE" = 1 ] || { log "skipped: MLS_INSECURE=1"; finish; }
 
 # is_err RC WANT PATTERN TEXT: a command exited WANT and said PATTERN.

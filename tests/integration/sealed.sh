@@ -4,6 +4,8 @@
 # an admin, or from an agent without the join secret are refused with a
 # message, and nothing they asked for happens.
 . "$(dirname "$0")/lib.sh"
+# This test checks mlctl itself: the build under test, not MLS_CTL.
+MLCTL_BIN=$MLCTL_UNDER_TEST
 [ "$SECURE" = 1 ] || { log "skipped: MLS_INSECURE=1"; finish; }
 
 start_master || exit 1
