@@ -122,6 +122,18 @@ static const char *quote(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+/* A key to quote() rather than print: long, or with a quote or a control
+ * byte in it (a message is one readable line). */
+static bool odd_key(const char *k, size_t max)
+{
+	size_t n = 0;
+
+	for (; k[n]; n++)
+		if ((unsigned char)k[n] < 0x20 || k[n] == 0x7f || k[n] == '"')
+			return true;
+	return n > max;
+}
+
 static const char *word_map(const struct ctx *c)
 {
 	return c->json ? "an object" : "a mapping";
@@ -802,7 +814,7 @@ static int decode_map(const struct ctx *c, const struct node *m, enum fid parent
 			else
 				snprintf(path, sizeof(path), "%s.%s", fname(c, parent), kid->key);
 			/* Keys are user text too: keep odd ones readable. */
-			if (strlen(path) > 64 || strpbrk(path, "\"\n\r\t"))
+			if (odd_key(path, 64))
 				snprintf(path, sizeof(path), "%s", quote(kid->key, q, sizeof(q)));
 			return fail(c, kid->kline, path, "unknown field");
 		}
@@ -936,8 +948,8 @@ static int decode_role(const struct ctx *c, const struct node *n, struct spec_ro
 		if (k == 6) {
 			char q[80];
 
-			return fail(c, kid->kline, strlen(kid->key) > 40 ? quote(kid->key, q, sizeof(q))
-									  : kid->key,
+			return fail(c, kid->kline,
+				    odd_key(kid->key, 40) ? quote(kid->key, q, sizeof(q)) : kid->key,
 				    "unknown field (a role has count, optional, resources, image, "
 				    "command and env)");
 		}

@@ -111,7 +111,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	check "round $r: a new leader within 3 s ($ms ms)" [ "$ms" -le 3000 ]
 	start_m "$old"
 	wait "$spid"
+	t2=${EPOCHREALTIME/./}
 	check "round $r: every acknowledged job succeeded, once" wait_for 60 all_done
+	log "round $r: submissions took $(((t2 - t0) / 1000)) ms after the kill, the jobs $(((${EPOCHREALTIME/./} - t2) / 1000)) ms more"
 	check "round $r: no duplicate job names" [ -z "$(dup_names)" ]
 	check "round $r: no task started twice" started_once
 done
