@@ -60,61 +60,10 @@ nodes_ready() { [ "$(hactl -o json nodes | jq '[.[] | select(.state == "ready")]
 check "both agents registered with the leader" wait_for 15 nodes_ready
 hactl run --wait --name warmup "$MLS_ROOTFS" -- true >/dev/null || fail "warm-up job"
 
-# submit PREFIX N: submit N jobs from four clients at once; the names
-# acknowledged go to $T/acked (one short append each: lines do not mix).
-# One job in ten runs a container; the others ask for a GPU the agents do
-# not have and stay pending: every one of the N must be there exactly once,
-# and the runnable ones must run once, but 200 real containers a round on
-# two ASan agents would take most of CI's time.
-submit() {
-	local c
-	for c in 0 1 2 3; do
-		(
-			local k gpus
-			for ((k = c + 1; k <= $2; k += 4)); do
-				gpus=1
-				[ $((k % 10)) = 0 ] && gpus=0
-				hactl --timeout 5s run --name "$1-$k" --gpus "$gpus" --memory 16M \
-					"$MLS_ROOTFS" -- true >/dev/null 2>>"$T/submit.err" &&
-					echo "$1-$k" >>"$T/acked"
-			done
-		) &
-	done
-	wait
-}
-# Every acknowledged job is there exactly once, the runnable ones (names
-# ending in 0) succeeded and the others wait, and every task that ran was
-# started once on the agents.
-all_done() {
-	hactl -o json ls --all >"$T/ls.json" || return 1
-	jq -e --slurpfile want <(jq -R . "$T/acked" | jq -s .) '
-		[.[] | select(.name as $n | $want[0] | index($n))] as $got |
-		($got | length) == ($want[0] | length) and
-		($got | all(if (.name | test("0$")) then .state == "succeeded" else .state == "pending" end))' \
-		"$T/ls.json" >/dev/null
-}
-started_once() {
-	local ids id n bad=0
-	ids=$(jq -r --slurpfile want <(jq -R . "$T/acked" | jq -s .) \
-		'.[] | select((.name as $n | $want[0] | index($n)) and .state == "succeeded") | .id' "$T/ls.json")
-	for id in $ids; do
-		n=$(cat "$T"/agent-a*.log | grep -c "job=$id task=0 container=mls-$id-0 started")
-		[ "$n" = 1 ] || { log "job $id started $n times"; bad=1; }
-	done
-	[ "$bad" = 0 ]
-}
-# For a failed check: the acknowledged jobs that did not succeed.
-show_missing() {
-	jq -c --slurpfile want <(jq -R . "$T/acked" | jq -s .) \
-		'.[] | select((.name as $n | $want[0] | index($n)) and .state != "succeeded" and .state != "pending") | [.id, .name, .state, .reason]' \
-		"$T/ls.json" | head -20 | while read -r l; do log "not done: $l"; done
-}
-dup_names() { jq -r '.[].name' "$T/ls.json" | sort | uniq -d; }
-
 : >"$T/acked"
 for ((r = 1; r <= ROUNDS; r++)); do
 	old=$(leader)
-	submit "r$r" "$PER_ROUND" &
+	burst_submit hactl 5s "r$r" "$PER_ROUND" &
 	spid=$!
 	sleep 1
 	kill -9 "${EXTRA_PID[m$old]}"
@@ -129,10 +78,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	start_m "$old"
 	wait "$spid"
 	t2=${EPOCHREALTIME/./}
-	check "round $r: every acknowledged job there once, the runnable ones succeeded" wait_for 60 all_done
+	check "round $r: every acknowledged job there once, the runnable ones succeeded" wait_for 60 burst_all_done hactl
 	log "round $r: submissions took $(((t2 - t0) / 1000)) ms after the kill, the jobs $(((${EPOCHREALTIME/./} - t2) / 1000)) ms more"
-	check "round $r: no duplicate job names" [ -z "$(dup_names)" ]
-	check "round $r: no task started twice" started_once
+	check "round $r: no duplicate job names" [ -z "$(burst_dup_names)" ]
+	check "round $r: no task started twice" burst_started_once
 done
 log "$(wc -l <"$T/acked") jobs acknowledged in $ROUNDS rounds"
 check "the agents moved to each new leader" grep -q "is not the leader\|does not answer" "$T/agent-a1.log"
@@ -160,7 +109,7 @@ check "scheduling goes on" hactl run --wait --name after-freeze "$MLS_ROOTFS" --
 
 # An etcd member killed and restarted during submissions.
 : >"$T/acked"
-submit etcd 60 &
+burst_submit hactl 5s etcd 60 &
 spid=$!
 sleep 0.5
 kill -9 "${EXTRA_PID[etcd0]}"
@@ -168,8 +117,8 @@ wait "${EXTRA_PID[etcd0]}" 2>/dev/null
 sleep 1
 start_etcd 0
 wait "$spid"
-check "with an etcd member restarted: every acknowledged job once" wait_for 60 all_done
-show_missing
-check "no task started twice" started_once
+check "with an etcd member restarted: every acknowledged job once" wait_for 60 burst_all_done hactl
+burst_show_missing
+check "no task started twice" burst_started_once
 log "$(wc -l <"$T/acked") of 60 acknowledged while an etcd member restarted"
 finish

@@ -228,6 +228,63 @@ start_etcd() {
 	EXTRA_PID[etcd$1]=$!
 }
 
+# ---- bursts of submissions (master-kill.sh, ha.sh) ------------------------
+# One job in ten (names ending in 0) runs a container; the others ask for a
+# GPU the agents do not have and stay pending: every submission must be
+# there exactly once and the runnable ones must run once, without hundreds
+# of real containers a round.
+
+# burst_submit CTL TIMEOUT PREFIX N: N submissions through the function or
+# binary CTL from four clients at once; the names acknowledged go to
+# $T/acked (one short append each, so the clients' lines do not mix).
+# Submissions while no master answers fail (not acknowledged); the clients
+# go on.
+burst_submit() {
+	local ctl=$1 to=$2 prefix=$3 n=$4 c
+	for c in 0 1 2 3; do
+		(
+			local k gpus
+			for ((k = c + 1; k <= n; k += 4)); do
+				gpus=1
+				[ $((k % 10)) = 0 ] && gpus=0
+				"$ctl" --timeout "$to" run --name "$prefix-$k" --gpus "$gpus" --memory 16M \
+					"$MLS_ROOTFS" -- true >/dev/null 2>>"$T/submit.err" &&
+					echo "$prefix-$k" >>"$T/acked"
+			done
+		) &
+	done
+	wait
+}
+# burst_all_done CTL: every acknowledged job is listed exactly once, the
+# runnable ones succeeded and the others wait (the listing is kept in
+# $T/ls.json for the checks below).
+burst_all_done() {
+	"$1" -o json ls --all >"$T/ls.json" || return 1
+	jq -e --slurpfile want <(jq -R . "$T/acked" | jq -s .) '
+		[.[] | select(.name as $n | $want[0] | index($n))] as $got |
+		($got | length) == ($want[0] | length) and
+		($got | all(if (.name | test("0$")) then .state == "succeeded" else .state == "pending" end))' \
+		"$T/ls.json" >/dev/null
+}
+burst_dup_names() { jq -r '.[].name' "$T/ls.json" | sort | uniq -d; }
+# Every job that succeeded in the listing was started exactly once, over
+# all agents.
+burst_started_once() {
+	local id n bad=0
+	cat "$T"/agent-*.log >"$T/agents.all"
+	for id in $(jq -r '.[] | select(.state == "succeeded") | .id' "$T/ls.json"); do
+		n=$(grep -c "job=$id task=0 container=mls-$id-0 started" "$T/agents.all")
+		[ "$n" = 1 ] || { log "job $id started $n times"; bad=1; }
+	done
+	[ "$bad" = 0 ]
+}
+# For a failed check: acknowledged jobs neither succeeded nor waiting.
+burst_show_missing() {
+	jq -c --slurpfile want <(jq -R . "$T/acked" | jq -s .) \
+		'.[] | select((.name as $n | $want[0] | index($n)) and .state != "succeeded" and .state != "pending") | [.id, .name, .state, .reason]' \
+		"$T/ls.json" | head -20 | while read -r l; do log "not done: $l"; done
+}
+
 # Every test ends here, pass or fail: stop daemons, remove containers.
 cleanup() {
 	local name root id
