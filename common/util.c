@@ -229,15 +229,18 @@ out:
 	return rv;
 }
 
-static int replace_file(const char *path, const void *data, size_t len, bool sync)
+static int replace_file(const char *path, const void *data, size_t len, bool sync,
+			unsigned mode)
 {
 	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
 	int fd, rv = ERR_IO;
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		goto out;
-	if (write_all(fd, data, len) < 0 || (sync && fsync(fd) < 0)) {
+	/* The mode from the start (not after the rename), whatever the
+	 * umask: a secret never exists on disk with wider permissions. */
+	if (fchmod(fd, mode) < 0 || write_all(fd, data, len) < 0 || (sync && fsync(fd) < 0)) {
 		close(fd);
 		unlink(tmp);
 		goto out;
@@ -256,12 +259,17 @@ out:
 
 int file_write_atomic(const char *path, const void *data, size_t len)
 {
-	return replace_file(path, data, len, true);
+	return replace_file(path, data, len, true, 0644);
+}
+
+int file_write_atomic_mode(const char *path, const void *data, size_t len, unsigned mode)
+{
+	return replace_file(path, data, len, true, mode);
 }
 
 int file_replace(const char *path, const void *data, size_t len)
 {
-	return replace_file(path, data, len, false);
+	return replace_file(path, data, len, false, 0644);
 }
 
 int mkdir_p(const char *path, unsigned mode)

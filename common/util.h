@@ -33,6 +33,9 @@ void fmt_time(uint64_t wall, char *buf, size_t len);
 int file_read(const char *path, size_t max, char **out, size_t *len);
 /* Write data to path atomically (temp file, fsync, rename).  0 or err. */
 int file_write_atomic(const char *path, const void *data, size_t len);
+/* The same with the file's mode (e.g. 0600 for a secret), set on the
+ * temporary file before anything is written to it. */
+int file_write_atomic_mode(const char *path, const void *data, size_t len, unsigned mode);
 /* The same without fsync: readers never see a half-written file, and the
  * content survives the writer's crash, but not the machine's.  For state
  * that dies with the machine anyway (a container's files on its node). */

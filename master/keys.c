@@ -63,44 +63,11 @@ static char *path_in(const char *dir, const char *name)
 
 static int write_text(const char *path, const char *text, unsigned mode, char *why, size_t len)
 {
-	if (file_write_atomic(path, text, strlen(text)) != 0 || chmod(path, mode) != 0) {
+	if (file_write_atomic_mode(path, text, strlen(text), mode) != 0) {
 		snprintf(why, len, "cannot write %s: %s", path, strerror(errno));
 		return ERR_IO;
 	}
 	return 0;
-}
-
-/* Like write_text for a secret: the temporary file is 0600 from its
- * creation, so the secret never exists on disk with wider permissions. */
-static int write_private(const char *path, const char *text, char *why, size_t whylen)
-{
-	char *tmp = xasprintf("%s.tmp.XXXXXX", path);
-	int fd = mkostemp(tmp, O_CLOEXEC), rv = ERR_IO;
-
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot create a temporary file for %s: %s", path,
-			 strerror(errno));
-		goto out;
-	}
-	if (fchmod(fd, 0600) < 0 || write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
-		snprintf(why, whylen, "cannot write %s: %s", tmp, strerror(errno));
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		snprintf(why, whylen, "cannot write %s: %s", path, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	if (fsync_parent(path) < 0) {
-		snprintf(why, whylen, "cannot sync the folder of %s: %s", path, strerror(errno));
-		goto out;
-	}
-	rv = 0;
-out:
-	free(tmp);
-	return rv;
 }
 
 /* A new join secret and its token in dir/join.token; token gets it. */
@@ -117,7 +84,7 @@ int keys_token_new(const char *dir, const struct seal_key *mk, char token[SEAL_T
 	}
 	seal_token_make(mk->pk, secret, token, SEAL_TOKEN_LEN);
 	t = xasprintf("%s\n", token);
-	rv = write_private(path, t, why, whylen);
+	rv = write_text(path, t, 0600, why, whylen);
 	sodium_memzero(t, strlen(t));
 	free(t);
 out:
