@@ -397,7 +397,10 @@ int main(int argc, char **argv)
 		telemetry_serve(&a);
 		task_kill_overdue(&a);
 		if (now_ms() >= a.next_sync) {
-			logcap_tasks(&a, 0);
+			/* Once a heartbeat, not on every SYNC (replies re-arm
+			 * the poll at once). */
+			if (now_ms() - a.beat_at >= a.cfg.heartbeat_ms)
+				logcap_tasks(&a, 0);
 			session_sync(&a);
 		}
 	}

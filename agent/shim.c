@@ -128,13 +128,6 @@ static int fd_high(int fd)
 	return nfd;
 }
 
-/*
- * Start t's shim and wait for its report: 0 with t->shim and t->pid set once
- * the container runs, or ERR_RUNC / ERR_SYS with the reason in why.  A shim
- * that fails exits at once; task_reap() collects it.  Only stdin, stdout
- * (/dev/null), stderr (ours) and the report pipe reach the shim: everything
- * else of ours is close-on-exec, the nng socket included.
- */
 static char shim_bin[PATH_MAX];
 
 int shim_locate(char *why, size_t whylen)
@@ -162,6 +155,13 @@ int shim_locate(char *why, size_t whylen)
 	return 0;
 }
 
+/*
+ * Start t's shim and wait for its report: 0 with t->shim and t->pid set once
+ * the container runs, or ERR_RUNC / ERR_SYS with the reason in why.  A shim
+ * that fails exits at once; task_reap() collects it.  Only stdin, stdout
+ * (/dev/null), stderr (ours) and the report pipe reach the shim: everything
+ * else of ours is close-on-exec, the nng socket included.
+ */
 int shim_spawn(struct atask *t, char *why, size_t whylen)
 {
 	const char *argv[] = {"mlagent-shim", "shim", t->dir, NULL};

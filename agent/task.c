@@ -463,6 +463,7 @@ void task_ended(struct agent *a, struct atask *t, const char *lost_why)
 	char *path = shim_file(t, "exit"), *text = NULL;
 	uint64_t job = t->job;
 	uint32_t idx = t->idx;
+	bool t_image = t->image[0] != '\0';
 	int code, sig;
 	cJSON *e, *start;
 
@@ -485,7 +486,10 @@ void task_ended(struct agent *a, struct atask *t, const char *lost_why)
 	t->next_start = NULL;
 	task_remove(a, t);
 	task_logs_trim(a);
-	image_trim(a);
+	/* Only an image task's end can free a cache entry (unpacks trim
+	 * too). */
+	if (t_image)
+		image_trim(a);
 	if (start) {
 		uint64_t att = 0;
 		wire_get_u64(start, "attempt", UINT32_MAX, &att);

@@ -28,9 +28,12 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
-#define BOUNDS_LABELS_MAX 64	   /* labels per node */
-#define BOUNDS_LABEL_KEY_MAX 63	   /* bytes of a label's key */
-#define BOUNDS_LABEL_VALUE_MAX 255 /* bytes of a label's value */
+/* What the scheduler keeps of a node's labels (SCHED_MAX_LABELS, and
+ * SCHED_LABEL_LEN less the NUL, plugins/sched/sched.h; master/sched.c
+ * asserts they agree): a label past these could not be matched. */
+#define BOUNDS_LABELS_MAX 16	  /* labels per node */
+#define BOUNDS_LABEL_KEY_MAX 63	  /* bytes of a label's key */
+#define BOUNDS_LABEL_VALUE_MAX 63 /* bytes of a label's value */
 
 #define BOUNDS_KEY_LEN 32 /* bytes of a rate table key (longer keys are cut) */
 #define BOUNDS_PROBE 8	  /* slots a key may sit in from its hash */

@@ -73,9 +73,12 @@ static void count_use(struct master *m)
 		uint32_t qi = queues_find(qs, j->spec->queue), nl = 0;
 		if (!qi)
 			continue;
+		/* Per task: the roles of a gang ask different amounts. */
 		for (uint32_t k = 0; k < j->ntasks; k++)
-			nl += task_live(j->tasks[k].state);
-		qs->q[qi - 1].used += (uint64_t)nl * j->spec->res.gpus_milli;
+			if (task_live(j->tasks[k].state)) {
+				nl++;
+				qs->q[qi - 1].used += task_res(j, &j->tasks[k])->gpus_milli;
+			}
 		if (j->state == JOB_PENDING)
 			qs->q[qi - 1].pending++;
 		else if (nl > 0)
@@ -196,8 +199,9 @@ int queues_flush(struct master *m)
 		if ((rv = store_put(m->store, key, val, strlen(val))) != 0)
 			return rv;
 	}
-	/* Marked clean only once the caller commits; a failed commit exits
-	 * (sqlite) or drops leadership (etcd), and a new leader reloads. */
+	/* Marked clean here, before the caller's commit: a failed commit
+	 * reloads the committed state (sqlite, leader_store_failed) or drops
+	 * leadership (etcd), and either way the usage is read again. */
 	for (uint32_t i = 0; m->queues && i < m->queues->n; i++)
 		m->queues->q[i].dirty = false;
 	return 0;

@@ -9,6 +9,7 @@
 #include "err.h"
 #include "log.h"
 #include "master.h"
+#include "bounds.h"
 #include "pools.h"
 #include "sched.h"
 #include "util.h"
@@ -29,6 +30,10 @@ const struct sched_policy *sched_job_policy(struct master *m, const struct spec 
 									      : "binpack";
 	return sched_policy_find(name);
 }
+
+_Static_assert(BOUNDS_LABELS_MAX == SCHED_MAX_LABELS && BOUNDS_LABEL_KEY_MAX < SCHED_LABEL_LEN &&
+		       BOUNDS_LABEL_VALUE_MAX < SCHED_LABEL_LEN,
+	       "labels the master accepts must fit the scheduler (common/bounds.h)");
 
 static uint32_t labels_of(const cJSON *obj, struct sched_label *out)
 {

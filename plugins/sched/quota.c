@@ -27,7 +27,14 @@ void sched_quota_set(struct sched *s, struct sched_quota *q)
 
 uint64_t sched_req_gpus(const struct sched_req *req)
 {
-	return (uint64_t)req->ntasks * req->res.gpus_milli;
+	uint64_t sum = 0;
+
+	/* A gang of parts: req->res is unused, each part asks its own. */
+	if (req->nparts == 0)
+		return (uint64_t)req->ntasks * req->res.gpus_milli;
+	for (uint32_t i = 0; i < req->nparts; i++)
+		sum += (uint64_t)req->parts[i].ntasks * req->parts[i].res.gpus_milli;
+	return sum;
 }
 
 static struct sched_queue *queue_at(const struct sched_quota *q, uint32_t queue)

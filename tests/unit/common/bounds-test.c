@@ -31,7 +31,7 @@ static void test_labels(void **state)
 	assert_int_equal(bounds_labels_check(l, why, sizeof(why)), 0);
 	cJSON_AddStringToObject(l, "one-more", "v");
 	assert_int_equal(bounds_labels_check(l, why, sizeof(why)), ERR_TOOBIG);
-	assert_string_equal(why, "labels: 65 labels, over the limit of 64 per node");
+	assert_string_equal(why, "labels: 17 labels, over the limit of 16 per node");
 	cJSON_Delete(l);
 
 	l = cJSON_CreateObject();
@@ -47,7 +47,7 @@ static void test_labels(void **state)
 	val[sizeof(val) - 1] = '\0';
 	cJSON_AddStringToObject(l, "zone", val);
 	assert_int_equal(bounds_labels_check(l, why, sizeof(why)), ERR_TOOBIG);
-	assert_string_equal(why, "labels: zone: the value is 256 bytes, over the limit of 255");
+	assert_string_equal(why, "labels: zone: the value is 64 bytes, over the limit of 63");
 	val[BOUNDS_LABEL_VALUE_MAX] = '\0';
 	cJSON_ReplaceItemInObject(l, "zone", cJSON_CreateString(val));
 	assert_int_equal(bounds_labels_check(l, why, sizeof(why)), 0);
